@@ -1,0 +1,270 @@
+"""Plain Vision Transformer backbone of ViTPose (Xu et al., NeurIPS 2022).
+
+A faithful re-implementation of the official ``ViT`` of the ViTPose repository:
+16x16 patch embedding with padding 2, an absolute position embedding whose slot 0
+is added to every patch, pre-norm blocks (LN eps 1e-6), a final LayerNorm, and a
+feature map of shape (B, C, H/16, W/16) (or H/8 with ``ratio=2``).
+
+Checkpoints in the official, MMPose-released (mmpretrain) and MAE layouts load
+directly: a load-state-dict pre-hook rewrites them into this module's layout
+(see :mod:`vitpose_plugin.checkpoint.vit_layouts`).
+"""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+from mmengine.model.weight_init import trunc_normal_
+from mmpose.models.backbones.base_backbone import BaseBackbone
+from mmpose.registry import MODELS
+
+from ...checkpoint.vit_layouts import convert_vit_backbone, resize_pos_embed
+
+ARCHS = {
+    'small': dict(embed_dims=384, num_layers=12, num_heads=12, mlp_ratio=4.0),
+    'base': dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.0),
+    'large': dict(embed_dims=1024, num_layers=24, num_heads=16, mlp_ratio=4.0),
+    'huge': dict(embed_dims=1280, num_layers=32, num_heads=16, mlp_ratio=4.0),
+}
+
+
+def _pair(x) -> Tuple[int, int]:
+    return (x, x) if isinstance(x, int) else tuple(x)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the residual branch per sample with prob ``p``."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self):
+        return f'p={self.p}'
+
+
+class PatchEmbed(nn.Module):
+    """Image to patch tokens: (B, 3, H, W) -> (B, Hp*Wp, C), (Hp, Wp).
+
+    ``ratio=1``: kernel 16, stride 16, padding 2 (a 256x192 input gives 16x12).
+    ``ratio=2``: kernel 16, stride 8, padding 4, overlapping patches at 1/8.
+    """
+
+    def __init__(self, in_channels=3, embed_dims=768, patch_size=16, ratio=1):
+        super().__init__()
+        patch_size = _pair(patch_size)
+        stride = tuple(p // ratio for p in patch_size)
+        padding = 4 + 2 * (ratio // 2 - 1)  # official formula: 2 for ratio 1, 4 for 2
+        self.proj = nn.Conv2d(
+            in_channels, embed_dims, kernel_size=patch_size, stride=stride,
+            padding=padding)
+
+    def forward(self, x):
+        x = self.proj(x)
+        hw = x.shape[-2:]
+        return x.flatten(2).transpose(1, 2), (hw[0], hw[1])
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention on (B, N, C) tokens (fused SDPA kernel)."""
+
+    def __init__(self, embed_dims, num_heads, qkv_bias=True, attn_drop=0.0, proj_drop=0.0):
+        super().__init__()
+        assert embed_dims % num_heads == 0, (
+            f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dims)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, d)
+        x = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        x = x.transpose(1, 2).reshape(b, n, c)
+        return self.proj_drop(self.proj(x))
+
+
+class Mlp(nn.Module):
+    """FFN: Linear(C, rC) -> GELU -> Linear(rC, C)."""
+
+    def __init__(self, embed_dims, hidden_dims, drop=0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dims, hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dims, embed_dims)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + MHSA(LN(x)), then x + FFN(LN(x))."""
+
+    def __init__(self, embed_dims, num_heads, mlp_ratio=4.0, qkv_bias=True,
+                 drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.attn = Attention(embed_dims, num_heads, qkv_bias, attn_drop_rate, drop_rate)
+        self.drop_path = DropPath(drop_path_rate)
+        self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+
+    def forward(self, x):
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+@MODELS.register_module()
+class ViT(BaseBackbone):
+    """ViTPose's plain ViT backbone.
+
+    Args:
+        arch: ``'small'``, ``'base'``, ``'large'``, ``'huge'`` or a dict with
+            ``embed_dims``, ``num_layers``, ``num_heads`` (and ``mlp_ratio``).
+        img_size: (H, W) the position embedding is stored for. Other input sizes
+            work: the embedding is resized bicubically at forward time.
+        patch_size: patch kernel size (16).
+        ratio: 1 for 1/16 features, 2 for overlapping stride-8 patches (1/8).
+        qkv_bias: bias in the qkv projection (True in all ViTPose models).
+        drop_rate, attn_drop_rate: dropout after projections / on attention.
+        drop_path_rate: stochastic depth of the last block; rises linearly
+            from 0 at the first block.
+        with_cp: gradient checkpointing of each block (saves memory).
+        frozen_stages: -1 trains everything; k >= 0 freezes the patch and
+            position embeddings and the first k blocks (paper Table 6).
+        freeze_attn: freeze every block's MHSA and its LayerNorm.
+        freeze_ffn: freeze every block's FFN and its LayerNorm.
+        init_cfg: e.g. ``dict(type='Pretrained', checkpoint='mae.pth')``;
+            official, MMPose and MAE layouts are all understood.
+
+    Shapes:
+        input (B, 3, H, W) -> output tuple with one (B, C, H/16, W/16) map.
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'base',
+                 img_size: Union[int, Sequence[int]] = (256, 192),
+                 patch_size: Union[int, Sequence[int]] = 16,
+                 ratio: int = 1,
+                 in_channels: int = 3,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0,
+                 with_cp: bool = False,
+                 frozen_stages: int = -1,
+                 freeze_attn: bool = False,
+                 freeze_ffn: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, str):
+            if arch not in ARCHS:
+                raise KeyError(f'Unknown ViT arch {arch!r}; choose one of '
+                               f'{sorted(ARCHS)} or pass a dict')
+            arch = ARCHS[arch]
+        missing = {'embed_dims', 'num_layers', 'num_heads'} - set(arch)
+        if missing:
+            raise KeyError(f'ViT arch dict lacks {sorted(missing)}')
+        self.embed_dims = arch['embed_dims']
+        self.num_layers = arch['num_layers']
+        self.img_size = _pair(img_size)
+        self.patch_size = _pair(patch_size)
+        self.ratio = ratio
+        self.with_cp = with_cp
+        self.frozen_stages = frozen_stages
+        self.freeze_attn = freeze_attn
+        self.freeze_ffn = freeze_ffn
+
+        self.patch_embed = PatchEmbed(in_channels, self.embed_dims, self.patch_size, ratio)
+        self.grid = tuple(s // p * ratio for s, p in zip(self.img_size, self.patch_size))
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, self.grid[0] * self.grid[1] + 1, self.embed_dims))
+        dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        self.layers = nn.ModuleList([
+            Block(self.embed_dims, arch['num_heads'], arch.get('mlp_ratio', 4.0), qkv_bias,
+                  drop_rate, attn_drop_rate, dpr[i]) for i in range(self.num_layers)
+        ])
+        self.last_norm = nn.LayerNorm(self.embed_dims, eps=1e-6)
+
+        trunc_normal_(self.pos_embed, std=0.02)
+        self.apply(self._init_module)
+        self._register_load_state_dict_pre_hook(self._convert_checkpoint)
+        self._freeze()
+
+    @staticmethod
+    def _init_module(m):
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.constant_(m.weight, 1.0)
+            nn.init.constant_(m.bias, 0)
+
+    def _frozen_modules(self):
+        if self.frozen_stages >= 0:
+            yield self.patch_embed
+            yield from self.layers[:self.frozen_stages]
+        for layer in self.layers:
+            if self.freeze_attn:
+                yield from (layer.norm1, layer.attn)
+            if self.freeze_ffn:
+                yield from (layer.norm2, layer.mlp)
+
+    def _freeze(self):
+        if self.frozen_stages >= 0:
+            self.pos_embed.requires_grad = False
+        for m in self._frozen_modules():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:  # frozen parts stay in eval mode (no dropout / drop path)
+            for m in self._frozen_modules():
+                m.eval()
+        return self
+
+    def convert_state_dict(self, state_dict: dict, prefix: str = '') -> list:
+        """Rewrite official / mmpretrain / MAE keys under ``prefix`` in place."""
+        if isinstance(state_dict.get(prefix + 'model'), dict):  # MAE: {'model': {...}}
+            state_dict.update({prefix + k: v for k, v in state_dict.pop(prefix + 'model').items()})
+        return convert_vit_backbone(state_dict, prefix, self.grid, self.patch_size)
+
+    def _convert_checkpoint(self, state_dict, prefix, *args, **kwargs):
+        notes = self.convert_state_dict(state_dict, prefix)
+        if notes:
+            print_log(f'ViT ({prefix or "backbone"}): ' + '; '.join(notes), logger='current')
+
+    def _pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
+        """(1, Hp*Wp, C): patch embedding of grid ``hw`` plus the shared slot 0."""
+        pos = resize_pos_embed(self.pos_embed, self.grid, hw)
+        return pos[:, 1:] + pos[:, :1]
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
+        b = x.shape[0]
+        x, (hp, wp) = self.patch_embed(x)
+        x = x + self._pos_embed((hp, wp))
+        for layer in self.layers:
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
+        x = self.last_norm(x)
+        return (x.transpose(1, 2).reshape(b, self.embed_dims, hp, wp), )

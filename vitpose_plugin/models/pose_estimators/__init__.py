@@ -1,0 +1,3 @@
+from .strict_topdown import StrictTopdownPoseEstimator
+
+__all__ = ['StrictTopdownPoseEstimator']

@@ -1,0 +1,65 @@
+"""MMPose's top-down estimator with strict, layout-converting checkpoint loading.
+
+MMEngine loads ``load_from`` / ``--checkpoint`` / ``init_model`` weights with
+``strict=False``: a checkpoint of another model loads "successfully" with a
+warning and gives garbage heatmaps. This estimator first lets MMPose rename
+pre-1.0 heads (``keypoint_head`` -> ``head``) and the backbone translate its
+layout (official ViTPose, mmpretrain, MAE), then requires the result to match
+the model exactly, and raises an error naming every missing, unexpected or
+mis-shaped key.
+"""
+from mmengine.logging import print_log
+from mmpose.models.pose_estimators import TopdownPoseEstimator
+from mmpose.registry import MODELS
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint's keys or shapes differ from the model's."""
+
+
+def _listing(title, items, limit=20):
+    lines = [f'  {title} ({len(items)}):'] + [f'    {x}' for x in items[:limit]]
+    if len(items) > limit:
+        lines.append(f'    ... and {len(items) - limit} more')
+    return lines
+
+
+@MODELS.register_module()
+class StrictTopdownPoseEstimator(TopdownPoseEstimator):
+    """``TopdownPoseEstimator`` whose checkpoints must match key for key.
+
+    Takes exactly the arguments of MMPose's ``TopdownPoseEstimator``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Registered after MMPose's own hook, so it sees renamed head keys.
+        self._register_load_state_dict_pre_hook(self._strict_pre_hook)
+
+    def _strict_pre_hook(self, state_dict, prefix, *args, **kwargs):
+        convert = getattr(self.backbone, 'convert_state_dict', None)
+        if callable(convert):
+            notes = convert(state_dict, prefix + 'backbone.')
+            if notes:
+                print_log('backbone: ' + '; '.join(notes), logger='current')
+        expected = {prefix + k: tuple(v.shape) for k, v in self.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in state_dict.items() if k.startswith(prefix)}
+        missing = [k for k in expected if k not in got and not k.endswith('num_batches_tracked')]
+        unexpected = [k for k in got if k not in expected]
+        mismatched = [f'{k}: checkpoint {got[k]} vs model {expected[k]}'
+                      for k in got if k in expected and got[k] != expected[k]]
+        if missing or unexpected or mismatched:
+            lines = ['The checkpoint does not match the model '
+                     f'({type(self.backbone).__name__} backbone, '
+                     f'{type(self.head).__name__} head):']
+            if missing:
+                lines += _listing('missing keys', missing)
+            if unexpected:
+                lines += _listing('unexpected keys', unexpected)
+            if mismatched:
+                lines += _listing('shape mismatches', mismatched)
+            lines.append('  Is it a checkpoint of this config (arch, head, keypoint '
+                         'count, input size)? To take only the backbone, use '
+                         "backbone init_cfg=dict(type='Pretrained', prefix='backbone.', "
+                         'checkpoint=...).')
+            raise CheckpointMismatchError('\n'.join(lines))
