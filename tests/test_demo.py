@@ -1,0 +1,170 @@
+"""demo/topdown_demo.py end to end, with tiny locally saved checkpoints."""
+import json
+import os.path as osp
+import shutil
+import subprocess
+import sys
+
+import cv2
+import mmdet
+import numpy as np
+import pytest
+import torch
+from mmdet.apis import init_detector
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmpose.apis import inference_topdown, init_model
+from mmpose.registry import MODELS
+
+from conftest import REPO, SHARED_DATA, tiny_config
+
+DEMO = str(REPO / 'demo' / 'topdown_demo.py')
+RTMDET_TINY = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'rtmdet',
+                       'rtmdet_tiny_8xb32-300e_coco.py')
+
+
+@pytest.fixture(scope='module')
+def images():
+    path = SHARED_DATA / 'images'
+    if not (path / 'sunglasses.jpg').is_file():
+        pytest.skip(f'shared demo images not found at {path} (set VITPOSE_SHARED_DATA)')
+    return path
+
+
+@pytest.fixture(scope='module')
+def tiny_models(tmp_path_factory):
+    """A tiny RTMDet whose 'person' logit is forced high (so it finds boxes) and a
+    tiny ViTPose, both saved as config + checkpoint files."""
+    tmp = tmp_path_factory.mktemp('models')
+    det_cfg = Config.fromfile(RTMDET_TINY)
+    det_cfg.model.backbone.init_cfg = None
+    det_cfg.model.test_cfg.max_per_img = 3
+    torch.manual_seed(0)
+    det = init_detector(det_cfg, None, device='cpu')
+    with torch.no_grad():
+        for conv in det.bbox_head.rtm_cls:
+            conv.bias[0] = 6.0
+        for conv in det.bbox_head.rtm_reg:  # boxes reaching 4 strides from each anchor
+            conv.weight.zero_()
+            conv.bias.fill_(4.0)
+    det_cfg.dump(str(tmp / 'det.py'))
+    torch.save({'state_dict': det.state_dict(), 'meta': {'dataset_meta': det.dataset_meta}},
+               tmp / 'det.pth')
+
+    pose_cfg = tiny_config('td-hm_vitpose-base_8xb64-210e_coco-256x192.py')
+    init_default_scope('mmpose')
+    pose = MODELS.build(pose_cfg.model)
+    pose_cfg.dump(str(tmp / 'pose.py'))
+    torch.save({'state_dict': pose.state_dict()}, tmp / 'pose.pth')
+    return ['--det-config', str(tmp / 'det.py'), '--det-checkpoint', str(tmp / 'det.pth'),
+            '--pose-config', str(tmp / 'pose.py'), '--pose-checkpoint', str(tmp / 'pose.pth')]
+
+
+def run_demo(args, check=True):
+    res = subprocess.run([sys.executable, DEMO] + [str(a) for a in args], capture_output=True,
+                         text=True, cwd=REPO)
+    if check:
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return res
+
+
+def check_persons(persons, names):
+    for p in persons:
+        assert set(p) == {'bbox', 'bbox_score', 'keypoints', 'keypoint_scores'}
+        assert len(p['bbox']) == 4 and 0.3 < p['bbox_score'] <= 1.0
+        assert len(p['keypoints']) == len(names) == 17
+        assert len(p['keypoint_scores']) == 17
+        assert np.isfinite(p['keypoints']).all() and np.isfinite(p['keypoint_scores']).all()
+
+
+def test_image(tmp_path, tiny_models, images):
+    run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path, '--draw-heatmap'] + tiny_models)
+    out = json.loads((tmp_path / 'sunglasses.json').read_text())
+    assert out['input'] == 'sunglasses.jpg' and out['random_weights'] is False
+    assert (out['width'], out['height']) == (256, 256)
+    assert out['keypoint_names'][:3] == ['nose', 'left_eye', 'right_eye']
+    assert 1 <= len(out['persons']) <= 3
+    check_persons(out['persons'], out['keypoint_names'])
+    vis = cv2.imread(str(tmp_path / 'sunglasses.jpg'))
+    assert vis.shape == (256, 256, 3)
+    # the JSON holds exactly what MMPose's inference_topdown gives for those boxes
+    cfg = tiny_models[tiny_models.index('--pose-config') + 1]
+    ckpt = tiny_models[tiny_models.index('--pose-checkpoint') + 1]
+    model = init_model(cfg, ckpt, device='cpu')
+    boxes = np.array([p['bbox'] for p in out['persons']], np.float32)
+    with torch.no_grad():
+        want = inference_topdown(model, str(images / 'sunglasses.jpg'), boxes)
+    for p, w in zip(out['persons'], want):
+        np.testing.assert_allclose(p['keypoints'], w.pred_instances.keypoints[0], atol=0.02)
+        np.testing.assert_allclose(p['keypoint_scores'], w.pred_instances.keypoint_scores[0],
+                                   atol=1e-3)
+
+
+def test_video(tmp_path, tiny_models, images):
+    res = run_demo([images / 'demo.mp4', '--out-dir', tmp_path] + tiny_models)
+    out = json.loads((tmp_path / 'demo.json').read_text())
+    cap = cv2.VideoCapture(str(images / 'demo.mp4'))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    assert [f['frame'] for f in out['frames']] == list(range(n))
+    for frame in out['frames']:
+        check_persons(frame['persons'], out['keypoint_names'])
+    written = cv2.VideoCapture(str(tmp_path / 'demo.mp4'))
+    assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+    assert (written.get(3), written.get(4)) == (cap.get(3), cap.get(4))
+    assert 'demo.mp4' in res.stdout
+
+
+def test_no_person_gives_empty_list(tmp_path, tiny_models, images):
+    run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path, '--bbox-thr', '1.0'] + tiny_models)
+    assert json.loads((tmp_path / 'sunglasses.json').read_text())['persons'] == []
+    assert (tmp_path / 'sunglasses.jpg').is_file()
+
+
+def test_folder_with_bad_files(tmp_path, tiny_models, images):
+    src = tmp_path / 'in'
+    src.mkdir()
+    img = cv2.imread(str(images / 'sunglasses.jpg'))
+    cv2.imwrite(str(src / 'gray.png'), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(src / 'rgba.png'), cv2.cvtColor(img, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(src / 'deep.png'), img.astype(np.uint16) * 257)
+    (src / 'corrupt.jpg').write_bytes(b'\xff\xd8 this is not a jpeg')
+    (src / 'broken.mp4').write_bytes(b'not a video either')
+    shutil.copy(images / 'sunglasses.jpg', src / 'ok.jpg')
+    res = run_demo([src, '--out-dir', tmp_path / 'out'] + tiny_models, check=False)
+    assert res.returncode == 1
+    for name in ('gray', 'rgba', 'deep', 'ok'):
+        out = json.loads((tmp_path / 'out' / f'{name}.json').read_text())
+        assert (out['width'], out['height']) == (256, 256), name
+    assert 'done: 4/6 input(s) processed' in res.stdout
+    assert 'corrupt.jpg: cannot read it as an image' in res.stderr
+    assert 'broken.mp4: cannot open the video' in res.stderr
+    assert '2 failed' in res.stderr
+
+
+@pytest.mark.parametrize('what', ['empty', 'missing'])
+def test_bad_input_path_is_named(tmp_path, tiny_models, what):
+    path = tmp_path / what
+    if what == 'empty':
+        path.mkdir()
+    res = run_demo([path, '--out-dir', tmp_path / 'out'] + tiny_models, check=False)
+    assert res.returncode != 0 and str(path) in res.stderr
+    assert ('holds no images' if what == 'empty' else 'no such file') in res.stderr
+
+
+def test_failed_download_says_how_to_pass_a_file(tmp_path, tiny_models, images):
+    args = list(tiny_models)
+    args[args.index('--pose-checkpoint') + 1] = 'http://127.0.0.1:9/vitpose.pth'
+    res = run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path] + args, check=False)
+    assert res.returncode != 0
+    assert 'could not download the pose checkpoint http://127.0.0.1:9/vitpose.pth' in res.stderr
+    assert '--pose-checkpoint /path/to/file.pth' in res.stderr
+
+
+def test_random_weights_are_flagged(tmp_path, tiny_models, images):
+    args = [a for a in tiny_models if not a.endswith('.pth') and a not in (
+        '--det-checkpoint', '--pose-checkpoint')]
+    res = run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path, '--random-weights'] + args)
+    assert json.loads((tmp_path / 'sunglasses.json').read_text())['random_weights'] is True
+    assert 'random weights' in (res.stdout + res.stderr).lower()
+    banner = cv2.imread(str(tmp_path / 'sunglasses.jpg'))[:8]
+    assert banner[..., 2].max() > 200  # the red banner text is drawn at the top
