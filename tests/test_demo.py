@@ -168,3 +168,18 @@ def test_random_weights_are_flagged(tmp_path, tiny_models, images):
     assert 'random weights' in (res.stdout + res.stderr).lower()
     banner = cv2.imread(str(tmp_path / 'sunglasses.jpg'))[:8]
     assert banner[..., 2].max() > 200  # the red banner text is drawn at the top
+
+
+def test_mmpose_inferencer_runs_plugin_configs(tiny_models, images):
+    """MMPose's own MMPoseInferencer takes the plugin's config and checkpoint."""
+    from mmpose.apis import MMPoseInferencer
+
+    arg = dict(zip(tiny_models[::2], tiny_models[1::2]))
+    inferencer = MMPoseInferencer(
+        pose2d=arg['--pose-config'], pose2d_weights=arg['--pose-checkpoint'],
+        det_model=arg['--det-config'], det_weights=arg['--det-checkpoint'], det_cat_ids=[0],
+        device='cpu')
+    result = next(inferencer(str(images / 'sunglasses.jpg'), return_vis=False))
+    persons = result['predictions'][0]
+    assert len(persons) >= 1
+    assert all(len(p['keypoints']) == 17 and len(p['keypoint_scores']) == 17 for p in persons)

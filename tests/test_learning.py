@@ -1,0 +1,133 @@
+"""Training really learns, evaluation is wired right, and resuming loses nothing."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmpose.registry import DATASETS, METRICS, MODELS
+
+from conftest import CONFIGS, REPO, tiny_config
+
+SANITY = CONFIGS / 'vitpose' / 'sanity' / 'td-hm_vitpose-tiny_1xb12-150it_shared-coco-256x192.py'
+MIM = [sys.executable, '-m', 'mim']
+
+
+def shared_coco_options(coco_dir):
+    opts = [f'{s}_dataloader.dataset.data_root={coco_dir}' for s in ('train', 'val', 'test')]
+    return opts + [f'{s}_evaluator.ann_file={coco_dir}/test_coco.json' for s in ('val', 'test')]
+
+
+def last_metrics(work_dir):
+    """The last evaluation a run logged (MMEngine's json logs of train and test)."""
+    records = []
+    for path in sorted(work_dir.rglob('*.json'), key=lambda p: p.stat().st_mtime):
+        records += [json.loads(line) for line in path.read_text().splitlines()
+                    if line.startswith('{') and '"coco/AP"' in line]
+    assert records, f'no coco/AP logged under {work_dir}'
+    return records[-1]
+
+
+@pytest.mark.slow
+def test_tiny_vitpose_overfits_shared_coco(coco_dir, tmp_path):
+    """150 iterations on 12 people; then AP on the same images (flip test on)."""
+    work = tmp_path / 'work'
+    subprocess.run(MIM + ['train', 'mmpose', str(SANITY), '--work-dir', str(work),
+                          '--cfg-options'] + shared_coco_options(coco_dir),
+                   check=True, cwd=REPO, capture_output=True)
+    assert last_metrics(work)['coco/AP'] >= 0.9
+    res = subprocess.run(MIM + ['test', 'mmpose', str(SANITY), '--checkpoint',
+                                str(work / 'iter_150.pth'), '--work-dir', str(tmp_path / 'test'),
+                                '--cfg-options'] + shared_coco_options(coco_dir),
+                         cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert last_metrics(tmp_path / 'test')['coco/AP'] >= 0.9
+
+
+def test_ground_truth_through_codec_gives_ap_1(coco_dir):
+    """GT keypoints -> UDP heatmaps -> the head's decoding -> image space -> CocoMetric."""
+    init_default_scope('mmpose')
+    cfg = tiny_config('td-hm_vitpose-base_8xb64-210e_coco-256x192.py')
+    model = MODELS.build(cfg.model).eval()
+    dataset = DATASETS.build(dict(
+        type='CocoDataset', data_root=str(coco_dir), ann_file='test_coco.json',
+        data_prefix=dict(img=''), data_mode='topdown', test_mode=True,
+        pipeline=[dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
+                  dict(type='TopdownAffine', input_size=cfg.codec.input_size, use_udp=True),
+                  dict(type='GenerateTarget', encoder=cfg.codec),
+                  dict(type='PackPoseInputs')]))
+    metric = METRICS.build(dict(type='CocoMetric', ann_file=str(coco_dir / 'test_coco.json')))
+    metric.dataset_meta = dataset.metainfo
+    for i in range(len(dataset)):
+        sample = dataset[i]['data_samples']
+        heatmaps = sample.gt_fields.heatmaps[None]
+        preds = model.head.decode(heatmaps)
+        # Unlabelled keypoints have all-zero target maps, which decode to NaN (a network
+        # never outputs exact zeros); COCO's OKS ignores them, so any finite value does.
+        for p in preds:
+            p.keypoints = np.nan_to_num(p.keypoints)
+        sample = model.add_pred_to_datasample(preds, None, [sample])[0]
+        metric.process([], [sample.to_dict()])
+    result = metric.evaluate(size=len(dataset))
+    assert len(dataset) >= 12
+    assert result['coco/AP'] == pytest.approx(1.0) and result['coco/AR'] == pytest.approx(1.0)
+
+
+def _resume_config(coco_dir, tmp_path):
+    cfg = Config.fromfile(str(SANITY))
+    cfg.model.backbone.arch = dict(embed_dims=32, num_layers=2, num_heads=2)
+    cfg.model.head.in_channels = 32
+    cfg.model.head.deconv_out_channels = (16, 16)
+    cfg.optim_wrapper.paramwise_cfg.num_layers = 2
+    cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 40
+    cfg.param_scheduler[1].end = 40
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=4, by_epoch=False)
+    cfg.randomness = dict(seed=7, deterministic=True)
+    # augmentation on, so that the data pipeline's random state matters too
+    cfg.train_dataloader.dataset.pipeline.insert(2, dict(type='RandomFlip', direction='horizontal'))
+    cfg.train_dataloader.dataset.pipeline.insert(3, dict(type='RandomBBoxTransform'))
+    cfg.train_dataloader.batch_size = 4
+    path = tmp_path / 'resume_cfg.py'
+    cfg.dump(str(path))
+    return path
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(coco_dir, tmp_path):
+    config = _resume_config(coco_dir, tmp_path)
+    opts = ['--cfg-options'] + shared_coco_options(coco_dir)
+    full, broken = tmp_path / 'full', tmp_path / 'broken'
+    subprocess.run(MIM + ['train', 'mmpose', str(config), '--work-dir', str(full)] + opts,
+                   check=True, cwd=REPO, capture_output=True)
+
+    proc = subprocess.Popen(MIM + ['train', 'mmpose', str(config), '--work-dir', str(broken)]
+                            + opts, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    marker = broken / 'last_checkpoint'
+    while not (marker.is_file() and marker.read_text().strip().endswith('iter_8.pth')):
+        assert proc.poll() is None and time.time() < deadline, 'run ended before iter 8'
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # mim starts train.py as a child process
+    proc.wait()
+    assert not (broken / 'iter_40.pth').exists(), 'the run finished before it was killed'
+
+    res = subprocess.run(MIM + ['train', 'mmpose', str(config), '--work-dir', str(broken),
+                                '--resume'] + opts, cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    resumed = re.search(r'resumed epoch: \d+, iter: (\d+)', res.stdout + res.stderr)
+    assert resumed and int(resumed.group(1)) >= 8, 'the second run did not resume'
+    a = torch.load(full / 'iter_40.pth', weights_only=False)
+    b = torch.load(broken / 'iter_40.pth', weights_only=False)
+    assert a['state_dict'].keys() == b['state_dict'].keys()
+    for k in a['state_dict']:
+        assert torch.equal(a['state_dict'][k], b['state_dict'][k]), k
+    ma, mb = last_metrics(full), last_metrics(broken)
+    assert {k: v for k, v in ma.items() if k.startswith('coco/')} == \
+        {k: v for k, v in mb.items() if k.startswith('coco/')}
