@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import mmcv
 import mmdet
 import numpy as np
 import torch
@@ -201,30 +202,27 @@ def process_image(path, models, args):
 
 
 def process_video(path, models, args):
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
+    if not osp.isfile(path):
+        raise InputError(f'{path}: no such file')
+    video = mmcv.VideoReader(path)
+    if not video.opened:
         raise InputError(f'{path}: cannot open the video')
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    fps = video.fps or 25.0
     stem = Path(path).stem
     writer, frames, first = None, [], None
     try:
-        with tqdm(total=total, desc=osp.basename(path), unit='frame', leave=False) as bar:
-            while True:
-                ok, img = cap.read()
-                if not ok:
-                    break
-                first = img if first is None else first
-                persons, vis = estimate(*models, img, args)
-                if writer is None:
-                    writer = cv2.VideoWriter(osp.join(args.out_dir, stem + '.mp4'),
-                                             cv2.VideoWriter_fourcc(*'mp4v'), fps,
-                                             (vis.shape[1], vis.shape[0]))
-                writer.write(vis)
-                frames.append(dict(frame=len(frames), persons=persons))
-                bar.update(1)
+        for img in tqdm(video, total=video.frame_cnt or None, desc=osp.basename(path),
+                        unit='frame', leave=False):
+            first = img if first is None else first
+            persons, vis = estimate(*models, img, args)
+            if writer is None:
+                writer = cv2.VideoWriter(osp.join(args.out_dir, stem + '.mp4'),
+                                         cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                                         (vis.shape[1], vis.shape[0]))
+            writer.write(vis)
+            frames.append(dict(frame=len(frames), persons=persons))
     finally:
-        cap.release()
+        video.vcap.release()
         if writer is not None:
             writer.release()
     if first is None:
