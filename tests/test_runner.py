@@ -1,5 +1,6 @@
 """Train and test through MMPose's runner on the shared COCO images."""
 import subprocess
+import uuid
 import sys
 
 import pytest
@@ -12,6 +13,9 @@ CONFIG = 'td-hm_vitpose-base_8xb64-210e_coco-256x192.py'
 
 def _on_shared_coco(cfg, coco_dir, work_dir):
     cfg.work_dir = str(work_dir)
+    # MMEngine reuses a visualizer of the same name built earlier in the process (by
+    # another runner or MMPoseInferencer), which would log into that run's folder
+    cfg.visualizer.name = f'visualizer_{uuid.uuid4().hex}'
     cfg.train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
     cfg.param_scheduler = [dict(type='LinearLR', begin=0, end=2, start_factor=0.1,
                                 by_epoch=False)]

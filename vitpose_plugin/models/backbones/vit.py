@@ -5,6 +5,9 @@ A faithful re-implementation of the official ``ViT`` of the ViTPose repository:
 is added to every patch, pre-norm blocks (LN eps 1e-6), a final LayerNorm, and a
 feature map of shape (B, C, H/16, W/16) (or H/8 with ``ratio=2``).
 
+Blocks use full attention, or window / shifted-window / pooling-window attention for
+high resolution (paper Table 5), with the same parameters either way.
+
 Checkpoints in the official, MMPose-released (mmpretrain) and MAE layouts load
 directly: a load-state-dict pre-hook rewrites them into this module's layout
 (see :mod:`vitpose_plugin.checkpoint.vit_layouts`).
@@ -13,7 +16,6 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
 from mmengine.model.weight_init import trunc_normal_
@@ -21,6 +23,8 @@ from mmpose.models.backbones.base_backbone import BaseBackbone
 from mmpose.registry import MODELS
 
 from ...checkpoint.vit_layouts import convert_vit_backbone, resize_pos_embed
+from .attention import Attention
+from .window_attention import WindowAttention
 
 ARCHS = {
     'small': dict(embed_dims=384, num_layers=12, num_heads=12, mlp_ratio=4.0),
@@ -74,30 +78,6 @@ class PatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2), (hw[0], hw[1])
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention on (B, N, C) tokens (fused SDPA kernel)."""
-
-    def __init__(self, embed_dims, num_heads, qkv_bias=True, attn_drop=0.0, proj_drop=0.0):
-        super().__init__()
-        assert embed_dims % num_heads == 0, (
-            f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
-        self.num_heads = num_heads
-        self.head_dims = embed_dims // num_heads
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
-        self.attn_drop = attn_drop
-        self.proj = nn.Linear(embed_dims, embed_dims)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x):
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dims)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, d)
-        x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
-        x = x.transpose(1, 2).reshape(b, n, c)
-        return self.proj_drop(self.proj(x))
-
-
 class Mlp(nn.Module):
     """FFN: Linear(C, rC) -> GELU -> Linear(rC, C)."""
 
@@ -113,20 +93,43 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + MHSA(LN(x)), then x + FFN(LN(x))."""
+    """Pre-norm transformer block: x + MHSA(LN(x)), then x + FFN(LN(x)).
 
-    def __init__(self, embed_dims, num_heads, mlp_ratio=4.0, qkv_bias=True,
-                 drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0):
+    ``attn`` is an :class:`Attention` or a :class:`WindowAttention`; both have the
+    same parameters.
+    """
+
+    def __init__(self, attn, embed_dims, mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.attn = Attention(embed_dims, num_heads, qkv_bias, attn_drop_rate, drop_rate)
+        self.attn = attn
         self.drop_path = DropPath(drop_path_rate)
         self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
 
-    def forward(self, x):
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(self, x, hw):
+        x = x + self.drop_path(self.attn(self.norm1(x), hw))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+ATTN_TYPES = ('full', 'window', 'window+shift', 'window+pool', 'window+shift+pool')
+
+
+def block_attention_types(attn_type: str, num_layers: int, full_attn_every: int = 0):
+    """Per-block attention: 'full', or (shift, pool) flags of a window block.
+
+    ``'window+shift'`` shifts the windows of every second block (Swin);
+    ``full_attn_every=k`` makes every k-th block full attention (ViTDet interleave).
+    """
+    if attn_type not in ATTN_TYPES:
+        raise ValueError(f'attn_type {attn_type!r} is not one of {ATTN_TYPES}')
+    kinds = []
+    for i in range(num_layers):
+        if attn_type == 'full' or (full_attn_every and (i + 1) % full_attn_every == 0):
+            kinds.append('full')
+        else:
+            kinds.append(('shift' in attn_type and i % 2 == 1, 'pool' in attn_type))
+    return kinds
 
 
 @MODELS.register_module()
@@ -149,6 +152,13 @@ class ViT(BaseBackbone):
             position embeddings and the first k blocks (paper Table 6).
         freeze_attn: freeze every block's MHSA and its LayerNorm.
         freeze_ffn: freeze every block's FFN and its LayerNorm.
+        attn_type: ``'full'`` (default), ``'window'``, ``'window+shift'``,
+            ``'window+pool'`` or ``'window+shift+pool'`` (paper Table 5).
+        window_size: (h, w) windows, in tokens, of the window types.
+        full_attn_every: with a window type, make every k-th block full
+            attention (ViTDet-style interleave); 0 for none.
+        fused_attn: torch's fused attention kernel; ``False`` for the explicit
+            softmax(q k^T) v of the official code. Outputs agree either way.
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='mae.pth')``;
             official, MMPose and MAE layouts are all understood.
 
@@ -170,6 +180,10 @@ class ViT(BaseBackbone):
                  frozen_stages: int = -1,
                  freeze_attn: bool = False,
                  freeze_ffn: bool = False,
+                 attn_type: str = 'full',
+                 window_size: Union[int, Sequence[int]] = (8, 8),
+                 full_attn_every: int = 0,
+                 fused_attn: bool = True,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
@@ -195,10 +209,18 @@ class ViT(BaseBackbone):
         self.pos_embed = nn.Parameter(
             torch.zeros(1, self.grid[0] * self.grid[1] + 1, self.embed_dims))
         dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
-        self.layers = nn.ModuleList([
-            Block(self.embed_dims, arch['num_heads'], arch.get('mlp_ratio', 4.0), qkv_bias,
-                  drop_rate, attn_drop_rate, dpr[i]) for i in range(self.num_layers)
-        ])
+        self.layers = nn.ModuleList()
+        for i, kind in enumerate(
+                block_attention_types(attn_type, self.num_layers, full_attn_every)):
+            heads = arch['num_heads']
+            if kind == 'full':
+                attn = Attention(self.embed_dims, heads, qkv_bias, attn_drop_rate, drop_rate,
+                                 fused_attn)
+            else:
+                attn = WindowAttention(self.embed_dims, heads, _pair(window_size), *kind,
+                                       qkv_bias, attn_drop_rate, drop_rate, fused_attn)
+            self.layers.append(
+                Block(attn, self.embed_dims, arch.get('mlp_ratio', 4.0), drop_rate, dpr[i]))
         self.last_norm = nn.LayerNorm(self.embed_dims, eps=1e-6)
 
         trunc_normal_(self.pos_embed, std=0.02)
@@ -263,8 +285,8 @@ class ViT(BaseBackbone):
         x = x + self._pos_embed((hp, wp))
         for layer in self.layers:
             if self.with_cp and x.requires_grad:
-                x = cp.checkpoint(layer, x, use_reentrant=False)
+                x = cp.checkpoint(layer, x, (hp, wp), use_reentrant=False)
             else:
-                x = layer(x)
+                x = layer(x, (hp, wp))
         x = self.last_norm(x)
         return (x.transpose(1, 2).reshape(b, self.embed_dims, hp, wp), )
