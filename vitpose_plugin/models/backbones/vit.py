@@ -92,6 +92,29 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+class MoEMlp(Mlp):
+    """ViTPose+ FFN: shared fc1 (C -> rC) and fc2 (rC -> C - p), plus one expert
+    Linear(rC, p) per dataset; the outputs are concatenated to C channels and each
+    sample uses the expert of its dataset (``dataset_idx``)."""
+
+    def __init__(self, embed_dims, hidden_dims, num_experts, part_features, drop=0.0):
+        super().__init__(embed_dims, hidden_dims, drop)
+        self.part_features = part_features
+        self.fc2 = nn.Linear(hidden_dims, embed_dims - part_features)
+        self.experts = nn.ModuleList(
+            nn.Linear(hidden_dims, part_features) for _ in range(num_experts))
+
+    def forward(self, x, dataset_idx=None):
+        h = self.drop(self.act(self.fc1(x)))
+        if dataset_idx is None:
+            dataset_idx = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        part = h.new_empty(*h.shape[:-1], self.part_features)
+        for e in dataset_idx.unique().tolist():  # only the experts this batch needs
+            rows = dataset_idx == e
+            part[rows] = self.experts[e](h[rows])
+        return self.drop(torch.cat([self.fc2(h), part], dim=-1))
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: x + MHSA(LN(x)), then x + FFN(LN(x)).
 
@@ -99,17 +122,22 @@ class Block(nn.Module):
     same parameters.
     """
 
-    def __init__(self, attn, embed_dims, mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0):
+    def __init__(self, attn, embed_dims, mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0,
+                 num_experts=0, part_features=0):
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
         self.attn = attn
         self.drop_path = DropPath(drop_path_rate)
         self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+        hidden = int(embed_dims * mlp_ratio)
+        self.mlp = (MoEMlp(embed_dims, hidden, num_experts, part_features, drop_rate)
+                    if num_experts else Mlp(embed_dims, hidden, drop_rate))
 
-    def forward(self, x, hw):
+    def forward(self, x, hw, dataset_idx=None):
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        mlp = self.mlp(self.norm2(x), dataset_idx) if isinstance(self.mlp, MoEMlp) else \
+            self.mlp(self.norm2(x))
+        return x + self.drop_path(mlp)
 
 
 ATTN_TYPES = ('full', 'window', 'window+shift', 'window+pool', 'window+shift+pool')
@@ -159,6 +187,10 @@ class ViT(BaseBackbone):
             attention (ViTDet-style interleave); 0 for none.
         fused_attn: torch's fused attention kernel; ``False`` for the explicit
             softmax(q k^T) v of the official code. Outputs agree either way.
+        num_experts: ViTPose+ mixture of experts: one FFN expert per dataset
+            (0: plain FFN). ``forward(x, dataset_idx)`` picks each sample's expert.
+        part_features: channels of each expert's output (p; 192 for S/B, 256 for
+            L, 320 for H in ViTPose+).
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='mae.pth')``;
             official, MMPose and MAE layouts are all understood.
 
@@ -184,6 +216,8 @@ class ViT(BaseBackbone):
                  window_size: Union[int, Sequence[int]] = (8, 8),
                  full_attn_every: int = 0,
                  fused_attn: bool = True,
+                 num_experts: int = 0,
+                 part_features: int = 0,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
@@ -220,8 +254,10 @@ class ViT(BaseBackbone):
                 attn = WindowAttention(self.embed_dims, heads, _pair(window_size), *kind,
                                        qkv_bias, attn_drop_rate, drop_rate, fused_attn)
             self.layers.append(
-                Block(attn, self.embed_dims, arch.get('mlp_ratio', 4.0), drop_rate, dpr[i]))
+                Block(attn, self.embed_dims, arch.get('mlp_ratio', 4.0), drop_rate, dpr[i],
+                      num_experts, part_features))
         self.last_norm = nn.LayerNorm(self.embed_dims, eps=1e-6)
+        self.num_experts = num_experts
 
         trunc_normal_(self.pos_embed, std=0.02)
         self.apply(self._init_module)
@@ -279,14 +315,17 @@ class ViT(BaseBackbone):
         pos = resize_pos_embed(self.pos_embed, self.grid, hw)
         return pos[:, 1:] + pos[:, :1]
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
+    def forward(self, x: torch.Tensor,
+                dataset_idx: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor]:
+        """(B, 3, H, W) -> ((B, C, Hp, Wp), ); ``dataset_idx`` (B,) long picks the
+        ViTPose+ experts (default 0)."""
         b = x.shape[0]
         x, (hp, wp) = self.patch_embed(x)
         x = x + self._pos_embed((hp, wp))
         for layer in self.layers:
             if self.with_cp and x.requires_grad:
-                x = cp.checkpoint(layer, x, (hp, wp), use_reentrant=False)
+                x = cp.checkpoint(layer, x, (hp, wp), dataset_idx, use_reentrant=False)
             else:
-                x = layer(x, (hp, wp))
+                x = layer(x, (hp, wp), dataset_idx)
         x = self.last_norm(x)
         return (x.transpose(1, 2).reshape(b, self.embed_dims, hp, wp), )

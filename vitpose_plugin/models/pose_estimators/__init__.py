@@ -1,3 +1,4 @@
+from .multi_head_topdown import MultiHeadTopdownPoseEstimator
 from .strict_topdown import StrictTopdownPoseEstimator
 
-__all__ = ['StrictTopdownPoseEstimator']
+__all__ = ['MultiHeadTopdownPoseEstimator', 'StrictTopdownPoseEstimator']

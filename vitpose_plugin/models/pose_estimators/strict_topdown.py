@@ -36,12 +36,15 @@ class StrictTopdownPoseEstimator(TopdownPoseEstimator):
         # Registered after MMPose's own hook, so it sees renamed head keys.
         self._register_load_state_dict_pre_hook(self._strict_pre_hook)
 
-    def _strict_pre_hook(self, state_dict, prefix, *args, **kwargs):
+    def convert_state_dict(self, state_dict: dict, prefix: str) -> list:
+        """Rewrite source layouts under ``prefix`` in place; returns notes."""
         convert = getattr(self.backbone, 'convert_state_dict', None)
-        if callable(convert):
-            notes = convert(state_dict, prefix + 'backbone.')
-            if notes:
-                print_log('backbone: ' + '; '.join(notes), logger='current')
+        return convert(state_dict, prefix + 'backbone.') if callable(convert) else []
+
+    def _strict_pre_hook(self, state_dict, prefix, *args, **kwargs):
+        notes = self.convert_state_dict(state_dict, prefix)
+        if notes:
+            print_log('checkpoint: ' + '; '.join(notes), logger='current')
         expected = {prefix + k: tuple(v.shape) for k, v in self.state_dict().items()}
         got = {k: tuple(v.shape) for k, v in state_dict.items() if k.startswith(prefix)}
         missing = [k for k in expected if k not in got and not k.endswith('num_batches_tracked')]
@@ -49,9 +52,8 @@ class StrictTopdownPoseEstimator(TopdownPoseEstimator):
         mismatched = [f'{k}: checkpoint {got[k]} vs model {expected[k]}'
                       for k in got if k in expected and got[k] != expected[k]]
         if missing or unexpected or mismatched:
-            lines = ['The checkpoint does not match the model '
-                     f'({type(self.backbone).__name__} backbone, '
-                     f'{type(self.head).__name__} head):']
+            lines = [f'The checkpoint does not match the {type(self).__name__} '
+                     f'({type(self.backbone).__name__} backbone):']
             if missing:
                 lines += _listing('missing keys', missing)
             if unexpected:

@@ -1,0 +1,12 @@
+# ViTPose+-L: as ViTPose+-B, with a ViT-L backbone (expert width p = 256,
+# a quarter of the 1024 channels, as in the official ViTPose+ models).
+_base_ = ['./td-hm_vitpose-plus-base_8xb64-210e_six-datasets-256x192.py']
+
+mae_checkpoint = ('https://download.openmmlab.com/mmpose/v1/pretrained_models/'
+                  'mae_pretrain_vit_large_20230913.pth')
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=24, layer_decay_rate=0.8))
+model = dict(
+    backbone=dict(arch='large', part_features=256, drop_path_rate=0.5,
+                  init_cfg=dict(type='Pretrained', checkpoint=mae_checkpoint)),
+    heads={name: dict(in_channels=1024)
+           for name in ('coco', 'aic', 'mpii', 'ap10k', 'apt36k', 'coco_wholebody')})

@@ -1,0 +1,45 @@
+"""Split a ViTPose+ checkpoint into one plain ViTPose checkpoint per dataset.
+
+    python tools/split_vitpose_plus.py SRC OUT_DIR [--datasets coco aic mpii ap10k apt36k coco_wholebody]
+
+Expert i is merged into every block's fc2 and dataset i's head becomes ``head``;
+each file loads into the plain ViTPose config of that size (with that dataset's
+keypoint count) and gives the MoE model's heatmaps for that dataset.
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+
+from vitpose_plugin.checkpoint.convert import unwrap_state_dict
+from vitpose_plugin.checkpoint.loader import load_from_local
+from vitpose_plugin.checkpoint.vitpose_plus import VITPOSE_PLUS_DATASETS, split_vitpose_plus
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('src', help='ViTPose+ checkpoint (official or plugin layout)')
+    parser.add_argument('out_dir')
+    parser.add_argument('--datasets', nargs='+', default=list(VITPOSE_PLUS_DATASETS),
+                        help='dataset of each expert, in order')
+    args = parser.parse_args(argv)
+    if not osp.isfile(args.src):
+        raise SystemExit(f'error: {args.src} does not exist')
+    try:
+        parts = split_vitpose_plus(unwrap_state_dict(load_from_local(args.src, 'cpu')),
+                                   args.datasets)
+    except (ValueError, KeyError) as e:
+        raise SystemExit(f'error: {args.src}: {e}')
+    os.makedirs(args.out_dir, exist_ok=True)
+    stem = osp.splitext(osp.basename(args.src))[0]
+    for name, sd in parts.items():
+        path = osp.join(args.out_dir, f'{stem}_{name}.pth')
+        torch.save({'state_dict': sd, 'meta': dict(split_from=osp.basename(args.src),
+                                                   dataset=name)}, path)
+        k = sd['head.final_layer.weight'].shape[0]
+        print(f'{name}: {k} keypoints -> {path}')
+
+
+if __name__ == '__main__':
+    main()
