@@ -1,2 +1,3 @@
 from .backbones import *  # noqa: F401,F403
+from .distillers import *  # noqa: F401,F403
 from .pose_estimators import *  # noqa: F401,F403

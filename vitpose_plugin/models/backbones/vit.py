@@ -189,8 +189,17 @@ class ViT(BaseBackbone):
             softmax(q k^T) v of the official code. Outputs agree either way.
         num_experts: ViTPose+ mixture of experts: one FFN expert per dataset
             (0: plain FFN). ``forward(x, dataset_idx)`` picks each sample's expert.
-        part_features: channels of each expert's output (p; 192 for S/B, 256 for
-            L, 320 for H in ViTPose+).
+        part_features: channels of each expert's output (p; 96 for S, 192 for B,
+            256 for L, 320 for H in ViTPose+).
+        knowledge_token_dims: width of a knowledge token (paper section 3.5) that is
+            prepended to the patch tokens (after the position embedding) and dropped
+            before the feature map is formed; None for no token. When it differs
+            from ``embed_dims`` (a large teacher's token in a smaller student), a
+            learned ``knowledge_proj`` Linear maps it to the student's width.
+        knowledge_token_file: a file written by ``tools/extract_knowledge_token.py``
+            from which ``init_weights()`` loads the token (stage 2).
+        freeze_knowledge_token: keep the token fixed (stage 2: t* stays frozen;
+            the projection still learns).
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='mae.pth')``;
             official, MMPose and MAE layouts are all understood.
 
@@ -218,6 +227,9 @@ class ViT(BaseBackbone):
                  fused_attn: bool = True,
                  num_experts: int = 0,
                  part_features: int = 0,
+                 knowledge_token_dims: Optional[int] = None,
+                 knowledge_token_file: Optional[str] = None,
+                 freeze_knowledge_token: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
@@ -259,6 +271,19 @@ class ViT(BaseBackbone):
         self.last_norm = nn.LayerNorm(self.embed_dims, eps=1e-6)
         self.num_experts = num_experts
 
+        self.knowledge_token_file = knowledge_token_file
+        if knowledge_token_dims:
+            if attn_type != 'full':
+                raise ValueError('a knowledge token needs attn_type="full" (it belongs to '
+                                 f'no window), got {attn_type!r}')
+            self.knowledge_token = nn.Parameter(torch.zeros(1, 1, knowledge_token_dims),
+                                                requires_grad=not freeze_knowledge_token)
+            trunc_normal_(self.knowledge_token, std=0.02)
+            self.knowledge_proj = (nn.Linear(knowledge_token_dims, self.embed_dims)
+                                   if knowledge_token_dims != self.embed_dims else None)
+        else:
+            self.knowledge_token = self.knowledge_proj = None
+
         trunc_normal_(self.pos_embed, std=0.02)
         self.apply(self._init_module)
         self._register_load_state_dict_pre_hook(self._convert_checkpoint)
@@ -299,6 +324,20 @@ class ViT(BaseBackbone):
                 m.eval()
         return self
 
+    def init_weights(self):
+        super().init_weights()
+        if self.knowledge_token is not None and self.knowledge_token_file:
+            token = torch.load(self.knowledge_token_file, map_location='cpu',
+                               weights_only=True)['knowledge_token']
+            if token.shape != self.knowledge_token.shape:
+                raise ValueError(f'{self.knowledge_token_file}: token of shape '
+                                 f'{tuple(token.shape)}, the model expects '
+                                 f'{tuple(self.knowledge_token.shape)}')
+            with torch.no_grad():
+                self.knowledge_token.copy_(token)
+            print_log(f'ViT: knowledge token loaded from {self.knowledge_token_file}',
+                      logger='current')
+
     def convert_state_dict(self, state_dict: dict, prefix: str = '') -> list:
         """Rewrite official / mmpretrain / MAE keys under ``prefix`` in place."""
         if isinstance(state_dict.get(prefix + 'model'), dict):  # MAE: {'model': {...}}
@@ -322,10 +361,17 @@ class ViT(BaseBackbone):
         b = x.shape[0]
         x, (hp, wp) = self.patch_embed(x)
         x = x + self._pos_embed((hp, wp))
+        extra = 0
+        if self.knowledge_token is not None:
+            token = self.knowledge_token
+            if self.knowledge_proj is not None:
+                token = self.knowledge_proj(token)
+            x = torch.cat([token.expand(b, -1, -1), x], dim=1)
+            extra = token.shape[1]
         for layer in self.layers:
             if self.with_cp and x.requires_grad:
                 x = cp.checkpoint(layer, x, (hp, wp), dataset_idx, use_reentrant=False)
             else:
                 x = layer(x, (hp, wp), dataset_idx)
-        x = self.last_norm(x)
+        x = self.last_norm(x[:, extra:])  # the knowledge token leaves here
         return (x.transpose(1, 2).reshape(b, self.embed_dims, hp, wp), )

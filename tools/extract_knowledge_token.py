@@ -1,0 +1,36 @@
+"""Take the knowledge token out of a stage-1 checkpoint into a file for stage 2.
+
+    python tools/extract_knowledge_token.py work_dirs/stage1/epoch_5.pth token.pth
+
+The student's config reads it with
+``backbone=dict(knowledge_token_dims=<teacher width>, knowledge_token_file='token.pth',
+freeze_knowledge_token=True)``.
+"""
+import argparse
+import os.path as osp
+
+import torch
+
+from vitpose_plugin.checkpoint.convert import unwrap_state_dict
+from vitpose_plugin.checkpoint.loader import load_from_local
+
+KEY = 'backbone.knowledge_token'
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('src', help='stage-1 checkpoint (KnowledgeTokenLearner run)')
+    parser.add_argument('dst', help='token file to write')
+    args = parser.parse_args(argv)
+    if not osp.isfile(args.src):
+        raise SystemExit(f'error: {args.src} does not exist')
+    sd = unwrap_state_dict(load_from_local(args.src, 'cpu'))
+    if KEY not in sd:
+        raise SystemExit(f'error: {args.src} has no {KEY} (is it a stage-1 checkpoint?)')
+    token = sd[KEY].detach().clone()
+    torch.save({'knowledge_token': token, 'source': osp.basename(args.src)}, args.dst)
+    print(f'token of shape {tuple(token.shape)} (norm {token.norm():.4f}) -> {args.dst}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,3 @@
+from .knowledge_token import KnowledgeTokenDistiller, KnowledgeTokenLearner
+
+__all__ = ['KnowledgeTokenDistiller', 'KnowledgeTokenLearner']
