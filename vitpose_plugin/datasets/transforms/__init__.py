@@ -1,0 +1,3 @@
+from .whole_image_bbox import WholeImageBBox
+
+__all__ = ['WholeImageBBox']

@@ -1,0 +1,3 @@
+from .mae import ViTMAE
+
+__all__ = ['ViTMAE']
