@@ -31,6 +31,8 @@ from mmcv.ops import nms
 from mmengine.logging import print_log
 from tqdm import tqdm
 
+from vitpose_plugin.deploy import fold_batchnorm
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DET_CONFIG = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'faster_rcnn',
                               'faster-rcnn_r50_fpn_1x_coco.py')
@@ -65,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument('--nms-thr', type=float, default=0.3, help='IoU of box NMS')
     p.add_argument('--kpt-thr', type=float, default=0.3, help='min keypoint score drawn')
     p.add_argument('--draw-heatmap', action='store_true', help='overlay the heatmaps')
+    p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
+                   help='pose inference precision (bf16: autocast, CPU or GPU)')
     p.add_argument('--random-weights', action='store_true',
                    help='run without checkpoints (random weights; for smoke tests only)')
     return p.parse_args(argv)
@@ -104,6 +108,8 @@ def build_models(args):
     detector.cfg = adapt_mmdet_pipeline(detector.cfg)
     pose = _load('pose', init_model, args.pose_config, args.pose_checkpoint, args)
     pose.test_cfg['output_heatmaps'] = args.draw_heatmap
+    pose.test_cfg['precision'] = args.precision
+    fold_batchnorm(pose)  # inference only: same heatmaps, fewer operations
     visualizer = VISUALIZERS.build(dict(pose.cfg.visualizer, name='topdown_demo'))
     visualizer.set_dataset_meta(pose.dataset_meta)
     return detector, pose, visualizer

@@ -78,7 +78,8 @@ fi
 
 # ---------------------------------------------------------- the rest of the stack
 log "OpenMMLab runtime requirements"
-"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
+  -r "$ROOT/requirements/deploy.txt"
 "${PIP[@]}" install -q --no-deps "mmpose==$MMPOSE_VERSION" "openmim==$OPENMIM_VERSION"
 
 log "vitpose_plugin (editable)"

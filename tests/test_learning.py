@@ -49,6 +49,39 @@ def test_tiny_vitpose_overfits_shared_coco(coco_dir, tmp_path):
                          cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     assert last_metrics(tmp_path / 'test')['coco/AP'] >= 0.9
+    check_bf16_agrees_with_fp32(work / 'iter_150.pth', coco_dir, work)
+
+
+def check_bf16_agrees_with_fp32(ckpt, coco_dir, work):
+    """bf16 inference (autocast) of the trained model vs fp32 on the shared images:
+    mean keypoint difference <= 0.5 px at the 256x192 input scale, OKS >= 0.99."""
+    from mmpose.apis import inference_topdown, init_model
+    from xtcocotools.coco import COCO
+    config = next(work.glob('*.py'))
+    model = init_model(str(config), str(ckpt), device='cpu')
+    coco = COCO(str(coco_dir / 'test_coco.json'))
+    sigmas = model.dataset_meta['sigmas']
+    diffs, oks = [], []
+    for img_id in coco.getImgIds():
+        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id)) if a['num_keypoints']]
+        if not anns:
+            continue
+        boxes = np.array([a['bbox'] for a in anns], np.float32)
+        path = str(coco_dir / coco.loadImgs(img_id)[0]['file_name'])
+        runs = {}
+        for precision in ('fp32', 'bf16'):
+            model.test_cfg['precision'] = precision
+            with torch.no_grad():
+                runs[precision] = inference_topdown(model, path, boxes, bbox_format='xywh')
+        for a, r32, r16 in zip(anns, runs['fp32'], runs['bf16']):
+            k32, k16 = r32.pred_instances.keypoints[0], r16.pred_instances.keypoints[0]
+            scale = r32.pred_instances.bboxes[0]  # xyxy of the box, padded 1.25 by the crop
+            crop = max((scale[2] - scale[0]) * 1.25 / 192, (scale[3] - scale[1]) * 1.25 / 256)
+            d2 = ((k32 - k16)**2).sum(-1)
+            diffs.append(np.sqrt(d2).mean() / crop)
+            oks.append(np.exp(-d2 / (2 * a['area'] * (2 * sigmas)**2)).mean())
+    print(f'bf16 vs fp32: mean {np.mean(diffs):.3f} px at input scale, min OKS {min(oks):.4f}')
+    assert np.mean(diffs) <= 0.5 and min(oks) >= 0.99
 
 
 def test_ground_truth_through_codec_gives_ap_1(coco_dir):

@@ -12,6 +12,8 @@ from mmengine.logging import print_log
 from mmpose.models.pose_estimators import TopdownPoseEstimator
 from mmpose.registry import MODELS
 
+from ...deploy.precision import inference_precision
+
 
 class CheckpointMismatchError(RuntimeError):
     """The checkpoint's keys or shapes differ from the model's."""
@@ -28,13 +30,23 @@ def _listing(title, items, limit=20):
 class StrictTopdownPoseEstimator(TopdownPoseEstimator):
     """``TopdownPoseEstimator`` whose checkpoints must match key for key.
 
-    Takes exactly the arguments of MMPose's ``TopdownPoseEstimator``.
+    Takes exactly the arguments of MMPose's ``TopdownPoseEstimator``;
+    ``test_cfg.precision`` ('fp32', 'bf16', 'fp16') sets the inference precision
+    (see :mod:`vitpose_plugin.deploy.precision`).
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Registered after MMPose's own hook, so it sees renamed head keys.
         self._register_load_state_dict_pre_hook(self._strict_pre_hook)
+
+    def predict(self, inputs, data_samples):
+        with inference_precision(self, inputs.device.type):
+            return super().predict(inputs, data_samples)
+
+    def _forward(self, inputs, data_samples=None):
+        with inference_precision(self, inputs.device.type):
+            return super()._forward(inputs, data_samples)
 
     def convert_state_dict(self, state_dict: dict, prefix: str) -> list:
         """Rewrite source layouts under ``prefix`` in place; returns notes."""

@@ -1,0 +1,76 @@
+"""Inference speed-ups that keep outputs: BN folding, bf16, ONNX."""
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.registry import init_default_scope
+from mmpose.registry import MODELS
+
+from conftest import REPO, tiny_config
+from vitpose_plugin.deploy import fold_batchnorm
+
+CLASSIC = 'td-hm_vitpose-base_8xb64-210e_coco-256x192.py'
+SIMPLE = 'td-hm_vitpose-base-simple_8xb64-210e_coco-256x192.py'
+
+
+def tiny_model(name=CLASSIC):
+    init_default_scope('mmpose')
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_config(name).model).eval()
+    for m in model.modules():  # BN statistics that matter
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_(1, 0.3)
+            m.bias.data.normal_(0, 0.3)
+    return model
+
+
+@pytest.mark.parametrize('name,count', [(CLASSIC, 2), (SIMPLE, 0)])
+def test_fold_batchnorm_keeps_heatmaps(name, count):
+    model = tiny_model(name)
+    x = torch.randn(2, 3, 256, 192)
+    with torch.no_grad():
+        before = model._forward(x)
+        assert fold_batchnorm(model) == count
+        after = model._forward(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert (before - after).abs().max() <= 1e-5
+
+
+def test_bf16_precision_switch():
+    model = tiny_model()
+    x = torch.randn(2, 3, 256, 192)
+    with torch.no_grad():
+        fp32 = model._forward(x)
+        model.test_cfg['precision'] = 'bf16'
+        bf16 = model._forward(x)
+    assert bf16.dtype == torch.float32  # heatmaps come back in fp32 for decoding
+    assert 0 < (bf16 - fp32).abs().max() <= 0.05 * fp32.abs().max()
+    assert 'forward' not in model.head.__dict__  # the head's method is restored
+    model.test_cfg['precision'] = 'int4'
+    with pytest.raises(ValueError, match='int4'):
+        model._forward(x)
+
+
+def test_onnx_export_matches_pytorch(tmp_path):
+    model = tiny_model()
+    torch.save({'state_dict': model.state_dict()}, tmp_path / 'tiny.pth')
+    cfg = tiny_config(CLASSIC)
+    cfg.dump(str(tmp_path / 'tiny.py'))
+    res = subprocess.run([sys.executable, str(REPO / 'tools' / 'export_onnx.py'),
+                          str(tmp_path / 'tiny.py'), str(tmp_path / 'tiny.pth'),
+                          str(tmp_path / 'tiny.onnx')], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-3000:]
+    diff = float(re.search(r'max \|onnxruntime - pytorch\| = (\S+)', res.stdout).group(1))
+    assert diff <= 1e-4
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(tmp_path / 'tiny.onnx'), providers=['CPUExecutionProvider'])
+    x = torch.randn(3, 3, 256, 192)  # another batch size than the export's
+    with torch.no_grad():
+        want = model._forward(x).numpy()
+    got = session.run(None, {'images': x.numpy()})[0]
+    assert got.shape == (3, 17, 64, 48) and np.abs(got - want).max() <= 1e-4

@@ -1,0 +1,83 @@
+"""Export a plugin pose model to ONNX (heatmaps, dynamic batch) and check it.
+
+    python tools/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--batch 2] [--bench 0]
+
+The graph maps normalised images (B, 3, H, W) to heatmaps (B, K, H/4, W/4), as
+``model._forward``; BatchNorm is folded first. onnxruntime (CPU) then runs it and
+the result must match PyTorch within --atol (1e-4); with --bench N it also times N
+runs at batch 1 and 32 and prints images per second.
+"""
+import argparse
+import time
+
+import numpy as np
+import torch
+from mmpose.apis import init_model
+
+from vitpose_plugin.deploy import fold_batchnorm
+
+
+class Heatmaps(torch.nn.Module):
+    """The pose model as images -> heatmaps (what gets exported)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        return self.model._forward(images)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('config')
+    p.add_argument('checkpoint', help='pose weights (any layout the plugin reads)')
+    p.add_argument('out', help='the .onnx file to write')
+    p.add_argument('--batch', type=int, default=2, help='batch of the check')
+    p.add_argument('--atol', type=float, default=1e-4)
+    p.add_argument('--bench', type=int, default=0, help='timed onnxruntime runs per batch')
+    p.add_argument('--opset', type=int, default=18)
+    return p.parse_args(argv)
+
+
+def export(model, out, input_size, opset=18):
+    """Write ``model`` (built by init_model) to ``out`` with a dynamic batch axis."""
+    net = Heatmaps(model).eval()
+    h, w = input_size
+    example = torch.randn(2, 3, h, w)
+    batch = torch.export.Dim('batch', min=1, max=1024)
+    torch.onnx.export(net, (example, ), out, input_names=['images'], output_names=['heatmaps'],
+                      dynamic_shapes={'images': {0: batch}}, opset_version=opset,
+                      dynamo=True, verbose=False)
+    return net
+
+
+def main(argv=None):
+    import onnxruntime as ort
+    args = parse_args(argv)
+    model = init_model(args.config, args.checkpoint, device='cpu')
+    n = fold_batchnorm(model)
+    w, h = model.cfg.codec.input_size
+    net = export(model, args.out, (h, w), args.opset)
+    session = ort.InferenceSession(args.out, providers=['CPUExecutionProvider'])
+    x = torch.randn(args.batch, 3, h, w)
+    with torch.no_grad():
+        want = net(x).numpy()
+    got = session.run(None, {'images': x.numpy()})[0]
+    diff = float(np.abs(got - want).max())
+    print(f'{args.out}: heatmaps {tuple(got.shape)}, {n} BatchNorm folded, '
+          f'max |onnxruntime - pytorch| = {diff:.2e}')
+    if diff > args.atol:
+        raise SystemExit(f'error: ONNX output differs from PyTorch by {diff:.2e} > {args.atol}')
+    for b in ([1, 32] if args.bench else []):
+        xb = np.random.randn(b, 3, h, w).astype(np.float32)
+        session.run(None, {'images': xb})  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(args.bench):
+            session.run(None, {'images': xb})
+        ips = b * args.bench / (time.perf_counter() - t0)
+        print(f'onnxruntime CPU, batch {b}: {ips:.2f} img/s')
+
+
+if __name__ == '__main__':
+    main()

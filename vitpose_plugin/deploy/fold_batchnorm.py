@@ -1,0 +1,36 @@
+"""Fold eval-mode BatchNorm into the (transposed) convolution before it."""
+import torch
+import torch.nn as nn
+
+
+@torch.no_grad()
+def _fold(conv: nn.Module, bn: nn.BatchNorm2d):
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # per output channel
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    if isinstance(conv, nn.ConvTranspose2d):  # weight (in, out/groups, kh, kw)
+        conv.weight.mul_(scale.view(1, -1, 1, 1))
+    else:  # weight (out, in/groups, kh, kw)
+        conv.weight.mul_(scale.view(-1, 1, 1, 1))
+    new_bias = (bias - bn.running_mean) * scale + bn.bias
+    conv.bias = nn.Parameter(new_bias)
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Replace every ``(Conv2d | ConvTranspose2d, BatchNorm2d)`` pair that follows
+    each other in an ``nn.Sequential`` (e.g. the classic decoder's deconvolutions)
+    by the convolution with the BN folded in; the BN becomes ``nn.Identity``.
+
+    For inference only (the model should be in eval mode; running statistics are
+    used). Returns the number of folded layers.
+    """
+    folded = 0
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(
+                    bn, nn.BatchNorm2d) and bn.track_running_stats and conv.groups == 1:
+                _fold(conv, bn)
+                seq._modules[b] = nn.Identity()
+                folded += 1
+    return folded
