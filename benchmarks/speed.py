@@ -1,0 +1,155 @@
+"""Inference speed of the plugin's ViTPose against MMPose's own, same weights.
+
+In one process, for each size: build MMPose's ViTPose (mmpretrain backbone), load its
+weights into the plugin's config (BatchNorm folded), and time both with alternating
+runs at each batch size, fp32 and bf16 (autocast). Reports images per second, the
+ratio to MMPose's fp32, the max heatmap difference to MMPose's fp32 output, and the
+fraction of this machine's measured matmul peak (same dtype) that the model's FLOPs
+reach. Prints a table and writes JSON.
+
+    pip install --no-deps -r requirements/benchmarks.txt   # mmpretrain, for MMPose's model
+    python benchmarks/speed.py [--archs small base] [--batches 1 32] [--device cpu]
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from compare_mmpose_vitpose import PLUGIN_CFG, REPO, mmpose_model  # noqa: E402
+
+from mmpose.apis import init_model  # noqa: E402
+
+from vitpose_plugin.deploy import fold_batchnorm  # noqa: E402
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--archs', nargs='+', default=['small', 'base'],
+                   choices=['small', 'base', 'large', 'huge'])
+    p.add_argument('--batches', nargs='+', type=int, default=[1, 32])
+    p.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--seconds', type=float, default=6.0, help='timing budget per measurement')
+    p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results', 'speed.json'))
+    return p.parse_args()
+
+
+def sync(device):
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device, dtype, n=2048, seconds=2.0):
+    """Measured TFLOP/s of a square matmul: what 100% means on this machine."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    sync(device)
+    t0, runs = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        runs += 1
+    sync(device)
+    return 2 * n**3 * runs / (time.perf_counter() - t0) / 1e12
+
+
+def timed(fn, device, seconds):
+    fn()  # warm-up
+    sync(device)
+    t0, runs = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds or runs < 2:
+        fn()
+        runs += 1
+    sync(device)
+    return (time.perf_counter() - t0) / runs
+
+
+def main():
+    args = parse_args()
+    torch.manual_seed(0)
+    dtypes = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+    peaks = {p: matmul_peak(args.device, dtypes[p]) for p in ('fp32', 'bf16')}
+    print(f'matmul peak on {args.device}: fp32 {peaks["fp32"]:.3f}, bf16 {peaks["bf16"]:.3f} '
+          f'TFLOP/s ({torch.get_num_threads()} threads)')
+    rows = []
+    for arch in args.archs:
+        ref = mmpose_model(arch, '').to(args.device)
+        path = osp.join(REPO, 'benchmarks', 'results', f'_mmpose_vitpose_{arch}.pth')
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        torch.save({'state_dict': ref.state_dict()}, path)
+        ours = init_model(PLUGIN_CFG.format(arch=arch, simple=''), path, device=args.device)
+        os.remove(path)
+        fold_batchnorm(ours)
+        x1 = torch.randn(1, 3, 256, 192, device=args.device)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            ours._forward(x1)
+        gflop = counter.get_total_flops() / 1e9
+        for batch in args.batches:
+            x = torch.randn(batch, 3, 256, 192, device=args.device)
+            with torch.no_grad():
+                want = ref._forward(x)
+                results = {}
+                for precision in args.precisions:
+                    ours.test_cfg['precision'] = precision
+                    diff = (ours._forward(x) - want).abs().max().item()
+                    results[precision] = dict(diff=diff)
+
+                def run_ref(p):
+                    if p == 'fp32':
+                        return lambda: ref._forward(x)
+                    return lambda: _autocast(args.device, lambda: ref._forward(x))
+
+                def run_ours(p):
+                    def fn():
+                        ours.test_cfg['precision'] = p
+                        return ours._forward(x)
+                    return fn
+
+                # alternate: mmpose fp32, ours fp32, mmpose bf16, ours bf16, twice
+                times = {}
+                for _ in range(2):
+                    for p in args.precisions:
+                        for who, fn in (('mmpose', run_ref(p)), ('plugin', run_ours(p))):
+                            t = timed(fn, args.device, args.seconds / 2)
+                            times[(who, p)] = min(times.get((who, p), t), t)
+            base = batch / times[('mmpose', 'fp32')] if ('mmpose', 'fp32') in times else None
+            for p in args.precisions:
+                for who in ('mmpose', 'plugin'):
+                    ips = batch / times[(who, p)]
+                    rows.append(dict(
+                        arch=arch, batch=batch, precision=p, impl=who, img_per_s=ips,
+                        ratio_to_mmpose_fp32=ips / base if base else float('nan'),
+                        max_abs_diff_to_mmpose_fp32=(results[p]['diff'] if who == 'plugin'
+                                                     else 0.0 if p == 'fp32' else None),
+                        gflop_per_img=gflop,
+                        frac_matmul_peak=ips * gflop / 1e3 / peaks[p]))
+                    r = rows[-1]
+                    print(f"{arch:6s} b{batch:<3d} {p} {who:7s} {ips:8.2f} img/s  "
+                          f"x{r['ratio_to_mmpose_fp32']:.2f}  peak {r['frac_matmul_peak']:.0%}")
+    print('\n| arch | batch | precision | impl | img/s | × MMPose fp32 | max \\|Δ\\| vs MMPose fp32 '
+          '| % matmul peak |\n|---|---|---|---|---|---|---|---|')
+    for r in rows:
+        d = r['max_abs_diff_to_mmpose_fp32']
+        print(f"| {r['arch']} | {r['batch']} | {r['precision']} | {r['impl']} | "
+              f"{r['img_per_s']:.2f} | {r['ratio_to_mmpose_fp32']:.2f} | "
+              f"{'' if d is None else f'{d:.1e}'} | {r['frac_matmul_peak']:.0%} |")
+    os.makedirs(osp.dirname(args.out), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(dict(device=args.device, threads=torch.get_num_threads(),
+                       torch=torch.__version__, matmul_peak_tflops=peaks, rows=rows), f, indent=2)
+    print(f'wrote {args.out}')
+
+
+def _autocast(device, fn):
+    with torch.autocast(device_type=device.split(':')[0], dtype=torch.bfloat16):
+        return fn()
+
+
+if __name__ == '__main__':
+    main()
