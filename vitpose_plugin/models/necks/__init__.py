@@ -1,0 +1,3 @@
+from .pyramid_fusion import PyramidFusionNeck
+
+__all__ = ['PyramidFusionNeck']
