@@ -1,3 +1,4 @@
 from .pyramid_fusion import PyramidFusionNeck
+from .transpose_encoder import TransPoseEncoder
 
-__all__ = ['PyramidFusionNeck']
+__all__ = ['PyramidFusionNeck', 'TransPoseEncoder']
