@@ -1,12 +1,5 @@
-# Swin-Pose: Swin-L + feature pyramid fusion, method B (channel concatenation), COCO 256x192.
-# All four Swin stages feed PyramidFusionNeck; the fused 1/4-resolution map
-# goes straight to a 1x1 heatmap conv (no deconvolution).
-_base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/coco/td-hm_swin-l-p4-w7_8xb32-210e_coco-256x192.py']
+# Swin-Pose: Swin-L + feature pyramid fusion, method B (channel concatenation: keeps
+# every stage's information; 2 x 192 = 384 fused channels), COCO 256x192. Method A otherwise.
+_base_ = ['./td-hm_swin-l-fusion-a_8xb32-210e_coco-256x192.py']
 
-custom_imports = dict(imports=['vitpose_plugin'], allow_failed_imports=False)
-
-model = dict(
-    type='StrictTopdownPoseEstimator',
-    backbone=dict(out_indices=(0, 1, 2, 3)),
-    neck=dict(type='PyramidFusionNeck', in_channels=(192, 384, 768, 1536), fusion='concat'),
-    head=dict(in_channels=384, deconv_out_channels=None))
+model = dict(neck=dict(fusion='concat'), head=dict(in_channels=384))

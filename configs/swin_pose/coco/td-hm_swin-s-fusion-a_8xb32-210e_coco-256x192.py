@@ -7,6 +7,13 @@ custom_imports = dict(imports=['vitpose_plugin'], allow_failed_imports=False)
 
 model = dict(
     type='StrictTopdownPoseEstimator',
-    backbone=dict(out_indices=(0, 1, 2, 3), depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24], init_cfg=dict(type='Pretrained', checkpoint='https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_small_patch4_window7_224.pth')),
+    backbone=dict(
+        out_indices=(0, 1, 2, 3),
+        depths=[2, 2, 18, 2],
+        num_heads=[3, 6, 12, 24],
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://github.com/SwinTransformer/storage/releases/download/'
+            'v1.0.0/swin_small_patch4_window7_224.pth')),
     neck=dict(type='PyramidFusionNeck', in_channels=(96, 192, 384, 768), fusion='sum'),
     head=dict(in_channels=96, deconv_out_channels=None))
