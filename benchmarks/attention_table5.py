@@ -18,7 +18,6 @@ quadratic). Writes JSON.
 """
 import argparse
 import json
-import math
 import os
 import os.path as osp
 import subprocess

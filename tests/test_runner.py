@@ -3,10 +3,9 @@ import subprocess
 import uuid
 import sys
 
-import pytest
 from mmengine.runner import Runner
 
-from conftest import CONFIGS, REPO, tiny_config
+from conftest import REPO, tiny_config
 
 CONFIG = 'td-hm_vitpose-base_8xb64-210e_coco-256x192.py'
 

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
@@ -139,8 +140,6 @@ def test_table5_configs_ship():
 
 @pytest.mark.parametrize('name', table5_configs())
 def test_table5_configs_build_and_load_full_checkpoints(name):
-    from conftest import tiny_config  # noqa: F401  (same overrides as the main configs)
-    from mmengine.config import Config
     cfg = Config.fromfile(str(CONFIGS / 'vitpose' / 'coco' / 'attention' / name))
     cfg.model.backbone.arch = dict(embed_dims=32, num_layers=4, num_heads=2)
     cfg.model.backbone.init_cfg = None
