@@ -109,7 +109,9 @@ def convert_vit_backbone(state_dict: Dict[str, torch.Tensor], prefix: str,
     # slot, or MAE's cls position, which ViTPose adds the same way); mmpretrain
     # has a slot only when the model had a cls token.
     has_slot = layout != 'mmpretrain' or 'cls_token' in local
-    for rel, full in local.items():
+    # already in our layout (e.g. the estimator converted it before this backbone's
+    # own hook runs): keep the keys, only the grid and kernel checks below remain
+    for rel, full in (local.items() if layout != 'plugin' else ()):
         new = rel
         if layout == 'official':
             new = re.sub(r'^blocks\.', 'layers.', rel)
@@ -117,7 +119,7 @@ def convert_vit_backbone(state_dict: Dict[str, torch.Tensor], prefix: str,
             for pattern, repl in _MMPRETRAIN_RULES:
                 new = pattern.sub(repl, new)
         value = state_dict.pop(full)
-        if layout != 'plugin' and _PRETRAIN_ONLY.match(new):
+        if _PRETRAIN_ONLY.match(new):
             notes.append(f'dropped {rel} (not part of a ViTPose backbone)')
             continue
         state_dict[prefix + new] = value
