@@ -1,21 +1,11 @@
-# Knowledge-token distillation, stage 1 (paper section 3.5): a trained ViTPose-H
-# teacher gets one learnable token after its patch + position embedding; only the
-# token trains, for a few epochs. Then:
+# Knowledge-token distillation, stage 1, for a trained ViTPose-H teacher: the ViTPose-B
+# stage-1 recipe with a ViT-H backbone (1280 channels, so a 1280-wide token). Then:
 #   python tools/extract_knowledge_token.py work_dirs/<this config>/epoch_5.pth token_huge.pth
-_base_ = ['../coco/td-hm_vitpose-huge_8xb64-210e_coco-256x192.py']
+_base_ = ['./td-hm_vitpose-base-token-stage1_8xb64-5e_coco-256x192.py']
 
-# the trained teacher (any layout the plugin reads: official, MMPose, plugin)
 teacher_checkpoint = 'checkpoints/vitpose-h.pth'
 
 model = dict(
-    type='KnowledgeTokenLearner',
     teacher_checkpoint=teacher_checkpoint,
-    backbone=dict(knowledge_token_dims=1280, drop_path_rate=0.0, init_cfg=None))
-
-train_cfg = dict(max_epochs=5, val_interval=1)
-optim_wrapper = dict(
-    _delete_=True,
-    optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.0),
-    clip_grad=dict(max_norm=1., norm_type=2))
-param_scheduler = [
-    dict(type='LinearLR', begin=0, end=500, start_factor=0.001, by_epoch=False)]
+    backbone=dict(arch='huge', knowledge_token_dims=1280),
+    head=dict(in_channels=1280))
