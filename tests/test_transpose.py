@@ -1,4 +1,5 @@
-"""TransPose-R: ResNet-50 to layer2 + transformer encoder with explainable attention."""
+"""TransPose-R (ResNet-50 to layer2) and TransPose-H (HRNet stages 1-3) + transformer
+encoder with explainable attention."""
 import pytest
 import torch
 from mmengine.config import Config
@@ -22,28 +23,49 @@ def test_sine_encoding_is_unique_per_position():
     assert torch.cdist(pe, pe).add(torch.eye(48) * 1e3).min() > 0.1
 
 
+# parameters (M) in the TransPose paper; its code stores the fixed sine encoding as a
+# frozen nn.Parameter of h*w*d values, which the count includes and ours computes on the fly
+PAPER_PARAMS = {'r-a3': 5.2, 'r-a4': 6.0, 'h-s': 8.0, 'h-a4': 17.3, 'h-a6': 17.5}
+
+
 @pytest.mark.parametrize('name', configs())
 def test_transpose_builds_runs_and_explains(name):
     init_default_scope('mmpose')
     cfg = Config.fromfile(str(TP / name))
     model = MODELS.build(cfg.model).eval()
+    stride = 8 if '-r-' in name else 4  # ResNet layer2: 1/8; HRNet's first branch: 1/4
     for h, w in ((256, 192), (384, 288)):
         with torch.no_grad():
             out = model._forward(torch.randn(1, 3, h, w))
         assert out.shape == (1, 17, h // 4, w // 4)
         attn = model.neck.last_attention
-        tokens = (h // 8) * (w // 8)
+        tokens = (h // stride) * (w // stride)
         assert attn.shape == (1, tokens, tokens)
         assert torch.allclose(attn.sum(-1), torch.ones(1, tokens), atol=1e-4)  # softmax rows
-    assert len(model.neck.layers) == int(name.split('-a')[1][0])
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    assert 4.5 < params < 6.5  # TransPose-R-A4 has 6.0M parameters (paper)
+    variant = name.split('transpose-')[1].split('_')[0]
+    assert len(model.neck.layers) == (4 if variant == 'h-s' else int(variant[-1]))
+    params = sum(p.numel() for p in model.parameters())
+    frozen_sine = (256 // stride) * (192 // stride) * model.neck.embed_dims
+    paper = PAPER_PARAMS[variant]
+    assert abs((params + frozen_sine) / 1e6 - paper) / paper < 0.01
 
 
 def test_transpose_trains_and_tests_through_the_runner(coco_dir, tmp_path):
     from test_runner import _on_shared_coco
     cfg = Config.fromfile(str(TP / 'td-hm_transpose-r-a3_8xb32-230e_coco-256x192.py'))
     cfg.model.backbone.init_cfg = None
+    cfg = _on_shared_coco(cfg, coco_dir, tmp_path / 'work')
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 2
+    assert 0.0 <= runner.test()['coco/AP'] <= 1.0
+
+
+def test_transpose_h_trains_and_tests_through_the_runner(coco_dir, tmp_path):
+    from test_runner import _on_shared_coco
+    cfg = Config.fromfile(str(TP / 'td-hm_transpose-h-s_8xb32-230e_coco-256x192.py'))
+    cfg.model.backbone.init_cfg = None
+    cfg.model.test_cfg.flip_test = False  # 3072-token attention: keep the CPU test short
     cfg = _on_shared_coco(cfg, coco_dir, tmp_path / 'work')
     runner = Runner.from_cfg(cfg)
     runner.train()

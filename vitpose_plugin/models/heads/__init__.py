@@ -1,0 +1,3 @@
+from .tokenpose_head import TokenPoseHead
+
+__all__ = ['TokenPoseHead']
