@@ -28,9 +28,9 @@ DEFAULT = ['vitpose/coco/td-hm_vitpose-*.py', 'swin_pose/coco/*.py', 'tokenpose/
            'transpose/coco/*.py']
 # (params M, GFLOPs, COCO val AP) as published; None where the source gives none.
 PAPERS = {
-    'td-hm_vitpose-base_8xb64-210e_coco-256x192': (86, 17.1, 75.8, 'ViTPose Tab. 1'),
-    'td-hm_vitpose-large_8xb64-210e_coco-256x192': (307, 69.4, 78.3, 'ViTPose Tab. 1'),
-    'td-hm_vitpose-huge_8xb64-210e_coco-256x192': (632, 122.9, 79.1, 'ViTPose Tab. 1'),
+    'td-hm_vitpose-base_8xb64-210e_coco-256x192': (86, 17.1, 75.8, 'ViTPose (params: backbone)'),
+    'td-hm_vitpose-large_8xb64-210e_coco-256x192': (307, 69.4, 78.3, 'ViTPose (params: backbone)'),
+    'td-hm_vitpose-huge_8xb64-210e_coco-256x192': (632, 122.9, 79.1, 'ViTPose (params: backbone)'),
     'td-hm_swin-b-fusion-a_8xb32-210e_coco-256x192': (None, None, 74.1,
                                                       'MMPose 0.x Swin-B + FPN'),
     'td-hm_tokenpose-s-v1_4xb32-300e_coco-256x192': (6.6, 2.2, 72.5, 'TokenPose'),
