@@ -67,6 +67,9 @@ def parse_args(argv=None):
     p.add_argument('--nms-thr', type=float, default=0.3, help='IoU of box NMS')
     p.add_argument('--kpt-thr', type=float, default=0.3, help='min keypoint score drawn')
     p.add_argument('--draw-heatmap', action='store_true', help='overlay the heatmaps')
+    p.add_argument('--attention-keypoint', metavar='NAME',
+                   help='overlay which image regions this keypoint (e.g. left_wrist) attends '
+                   'to in the last attention layer (TransPose, TokenPose, ViTPose)')
     p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
                    help='pose inference precision (bf16: autocast, CPU or GPU)')
     p.add_argument('--random-weights', action='store_true',
@@ -110,6 +113,17 @@ def build_models(args):
     pose.test_cfg['output_heatmaps'] = args.draw_heatmap
     pose.test_cfg['precision'] = args.precision
     fold_batchnorm(pose)  # inference only: same heatmaps, fewer operations
+    args.attention = None
+    if args.attention_keypoint:
+        from vitpose_plugin.visualization import KeypointAttention
+        names = pose.dataset_meta['keypoint_name2id']
+        if args.attention_keypoint not in names:
+            raise InputError(f'--attention-keypoint {args.attention_keypoint!r} is not a keypoint '
+                             f'of this model; choose one of: {", ".join(names)}')
+        try:
+            args.attention = (KeypointAttention(pose), names[args.attention_keypoint])
+        except ValueError as e:
+            raise InputError(f'--attention-keypoint: {e}') from e
     visualizer = VISUALIZERS.build(dict(pose.cfg.visualizer, name='topdown_demo'))
     visualizer.set_dataset_meta(pose.dataset_meta)
     return detector, pose, visualizer
@@ -135,8 +149,17 @@ def estimate(detector, pose, visualizer, img, args):
 
     dets = detect_persons(detector, img, args)
     persons, sample = [], None
+    rgb = img[..., ::-1].copy()
     if len(dets):  # inference_topdown treats "no boxes" as "the whole image"
-        sample = merge_data_samples(inference_topdown(pose, img, dets[:, :4]))
+        if args.attention is None:
+            samples = inference_topdown(pose, img, dets[:, :4])
+        else:
+            from vitpose_plugin.visualization import overlay_attention
+            recorder, keypoint_id = args.attention
+            with recorder:
+                samples = inference_topdown(pose, img, dets[:, :4])
+            rgb = overlay_attention(rgb, recorder.image_maps(samples, keypoint_id, img.shape[:2]))
+        sample = merge_data_samples(samples)
         inst = sample.pred_instances
         for i, det in enumerate(dets):
             persons.append(dict(
@@ -144,7 +167,6 @@ def estimate(detector, pose, visualizer, img, args):
                 bbox_score=round(float(det[4]), 4),
                 keypoints=[[round(float(x), 2), round(float(y), 2)] for x, y in inst.keypoints[i]],
                 keypoint_scores=[round(float(s), 4) for s in inst.keypoint_scores[i]]))
-    rgb = img[..., ::-1].copy()
     if sample is not None:
         visualizer.add_datasample('result', rgb, data_sample=sample, draw_gt=False,
                                   draw_heatmap=args.draw_heatmap, draw_bbox=True,
@@ -246,7 +268,10 @@ def main(argv=None):
     except InputError as e:
         raise SystemExit(f'error: {e}')
     os.makedirs(args.out_dir, exist_ok=True)
-    models = build_models(args)
+    try:
+        models = build_models(args)
+    except InputError as e:
+        raise SystemExit(f'error: {e}')
     failed = []
     with torch.no_grad():
         for path in tqdm(inputs, desc='topdown demo', unit='input', disable=len(inputs) < 2):

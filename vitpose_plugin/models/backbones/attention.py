@@ -22,6 +22,10 @@ class Attention(nn.Module):
 
     Shapes:
         x (B, N, C) -> (B, N, C); ``hw`` (the token grid) is accepted and unused.
+
+    Setting ``keep_attention = True`` (a run-time switch, used to draw attention maps)
+    computes the attention explicitly and keeps ``last_attention``: (B, N, N), averaged
+    over heads.
     """
 
     def __init__(self, embed_dims, num_heads, qkv_bias=True, attn_drop=0.0, proj_drop=0.0,
@@ -36,6 +40,8 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.keep_attention = False
+        self.last_attention: Optional[torch.Tensor] = None
 
     def attend(self, q, k, v, mask: Optional[torch.Tensor] = None):
         """softmax(q k^T / sqrt(d) [masked]) v for (..., heads, L, d) tensors; ``mask``
@@ -53,5 +59,10 @@ class Attention(nn.Module):
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dims)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, d)
-        x = self.attend(q, k, v).transpose(1, 2).reshape(b, n, c)
+        if self.keep_attention:
+            attn = ((q * self.head_dims**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+            self.last_attention = attn.mean(1).detach()
+            x = (attn @ v).transpose(1, 2).reshape(b, n, c)
+        else:
+            x = self.attend(q, k, v).transpose(1, 2).reshape(b, n, c)
         return self.proj_drop(self.proj(x))

@@ -1,0 +1,3 @@
+from .attention_maps import KeypointAttention, overlay_attention
+
+__all__ = ['KeypointAttention', 'overlay_attention']
