@@ -7,8 +7,15 @@ ratio to MMPose's fp32, the max heatmap difference to MMPose's fp32 output, and 
 fraction of this machine's measured matmul peak (same dtype) that the model's FLOPs
 reach. Prints a table and writes JSON.
 
+With ``--onnx`` the plugin model exported by ``tools/export_onnx.py`` also runs under
+onnxruntime (CPU), with ``--compile`` under ``torch.compile``, and with ``--hf`` Hugging
+Face transformers' ``VitPoseForPoseEstimation`` runs with the same weights
+(``benchmarks/hf_vitpose.py``); all in fp32, timed in the same alternation, each with
+its own heatmap difference to MMPose's.
+
     pip install --no-deps -r requirements/benchmarks.txt   # mmpretrain, for MMPose's model
     python benchmarks/speed.py [--archs small base] [--batches 1 32] [--device cpu]
+                               [--onnx] [--compile] [--hf]
 """
 import argparse
 import json
@@ -35,6 +42,9 @@ def parse_args():
     p.add_argument('--batches', nargs='+', type=int, default=[1, 32])
     p.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
     p.add_argument('--device', default='cpu')
+    p.add_argument('--onnx', action='store_true', help='add onnxruntime (fp32, CPU)')
+    p.add_argument('--compile', action='store_true', help='add torch.compile (fp32)')
+    p.add_argument('--hf', action='store_true', help="add HF transformers' VitPose (fp32)")
     p.add_argument('--seconds', type=float, default=6.0, help='timing budget per measurement')
     p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results', 'speed.json'))
     return p.parse_args()
@@ -85,11 +95,18 @@ def main():
         torch.save({'state_dict': ref.state_dict()}, path)
         ours = init_model(PLUGIN_CFG.format(arch=arch, simple=''), path, device=args.device)
         os.remove(path)
+        hf = None
+        if args.hf:  # before BN folding: transformers' head has its BatchNorms
+            from hf_vitpose import hf_from_plugin, hf_heatmaps
+            hf = hf_heatmaps(hf_from_plugin(ours, arch).to(args.device))
         fold_batchnorm(ours)
         x1 = torch.randn(1, 3, 256, 192, device=args.device)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             ours._forward(x1)
         gflop = counter.get_total_flops() / 1e9
+        extra = extra_impls(ours, arch, args)  # name -> callable(x) -> heatmaps (fp32)
+        if hf is not None:
+            extra['transformers'] = hf
         for batch in args.batches:
             x = torch.randn(batch, 3, 256, 192, device=args.device)
             with torch.no_grad():
@@ -111,22 +128,30 @@ def main():
                         return ours._forward(x)
                     return fn
 
-                # alternate: mmpose fp32, ours fp32, mmpose bf16, ours bf16, twice
+                for name, impl in extra.items():
+                    results[name] = dict(diff=(impl(x) - want).abs().max().item())
+
+                # alternate: mmpose fp32, ours fp32, extras, mmpose bf16, ours bf16, twice
                 times = {}
                 for _ in range(2):
                     for p in args.precisions:
-                        for who, fn in (('mmpose', run_ref(p)), ('plugin', run_ours(p))):
+                        pairs = [('mmpose', run_ref(p)), ('plugin', run_ours(p))]
+                        if p == 'fp32':
+                            pairs += [(name, (lambda f: lambda: f(x))(impl))
+                                      for name, impl in extra.items()]
+                        for who, fn in pairs:
                             t = timed(fn, args.device, args.seconds / 2)
                             times[(who, p)] = min(times.get((who, p), t), t)
             base = batch / times[('mmpose', 'fp32')] if ('mmpose', 'fp32') in times else None
             for p in args.precisions:
-                for who in ('mmpose', 'plugin'):
+                for who in ('mmpose', 'plugin') + (tuple(extra) if p == 'fp32' else ()):
                     ips = batch / times[(who, p)]
+                    diff = (results[who]['diff'] if who in extra else results[p]['diff']
+                            if who == 'plugin' else 0.0 if p == 'fp32' else None)
                     rows.append(dict(
                         arch=arch, batch=batch, precision=p, impl=who, img_per_s=ips,
                         ratio_to_mmpose_fp32=ips / base if base else float('nan'),
-                        max_abs_diff_to_mmpose_fp32=(results[p]['diff'] if who == 'plugin'
-                                                     else 0.0 if p == 'fp32' else None),
+                        max_abs_diff_to_mmpose_fp32=diff,
                         gflop_per_img=gflop,
                         frac_matmul_peak=ips * gflop / 1e3 / peaks[p]))
                     r = rows[-1]
@@ -144,6 +169,36 @@ def main():
         json.dump(dict(device=args.device, threads=torch.get_num_threads(),
                        torch=torch.__version__, matmul_peak_tflops=peaks, rows=rows), f, indent=2)
     print(f'wrote {args.out}')
+
+
+def extra_impls(model, arch, args):
+    """Other runtimes of the same (BN-folded) plugin model, fp32."""
+    impls = {}
+    model.test_cfg['precision'] = 'fp32'
+    if args.compile:
+        compiled = torch.compile(model._forward)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            compiled(torch.randn(1, 3, 256, 192, device=args.device))
+        print(f'{arch}: torch.compile took {time.perf_counter() - t0:.0f} s (first call)')
+
+        def run_compiled(x):
+            with torch.no_grad():
+                return compiled(x)
+        impls['plugin+compile'] = run_compiled
+    if args.onnx:
+        import onnxruntime as ort
+
+        from vitpose_plugin.deploy.onnx import export_onnx
+        path = osp.join(REPO, 'benchmarks', 'results', f'_vitpose_{arch}.onnx')
+        export_onnx(model.cpu(), path, (256, 192))
+        model.to(args.device)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
+        impls['onnxruntime'] = lambda x: torch.from_numpy(
+            session.run(None, {'images': x.cpu().numpy()})[0]).to(x.device)
+    return impls
 
 
 def _autocast(device, fn):

@@ -72,6 +72,11 @@ def parse_args(argv=None):
                    'to in the last attention layer (TransPose, TokenPose, ViTPose)')
     p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
                    help='pose inference precision (bf16: autocast, CPU or GPU)')
+    p.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
+                   help='run the pose network with onnxruntime (exported on start, or '
+                   '--onnx-file); preprocessing, flip test and decoding stay MMPose\'s')
+    p.add_argument('--onnx-file', help='a graph from tools/export_onnx.py for --backend '
+                   'onnxruntime')
     p.add_argument('--random-weights', action='store_true',
                    help='run without checkpoints (random weights; for smoke tests only)')
     return p.parse_args(argv)
@@ -113,6 +118,16 @@ def build_models(args):
     pose.test_cfg['output_heatmaps'] = args.draw_heatmap
     pose.test_cfg['precision'] = args.precision
     fold_batchnorm(pose)  # inference only: same heatmaps, fewer operations
+    if args.backend == 'onnxruntime':
+        if args.precision != 'fp32' or args.attention_keypoint:
+            raise InputError('--backend onnxruntime runs the fp32 graph only, without '
+                             '--precision bf16/fp16 or --attention-keypoint')
+        from vitpose_plugin.deploy import use_onnxruntime
+        try:
+            use_onnxruntime(pose, args.onnx_file)
+        except FileNotFoundError as e:
+            raise InputError(f'--onnx-file: {e}') from e
+        print_log(f'pose network: onnxruntime, {pose.onnx_file}', logger='current')
     args.attention = None
     if args.attention_keypoint:
         from vitpose_plugin.visualization import KeypointAttention

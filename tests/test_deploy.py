@@ -74,3 +74,41 @@ def test_onnx_export_matches_pytorch(tmp_path):
         want = model._forward(x).numpy()
     got = session.run(None, {'images': x.numpy()})[0]
     assert got.shape == (3, 17, 64, 48) and np.abs(got - want).max() <= 1e-4
+
+
+def test_onnxruntime_backend_gives_the_same_keypoints_through_inference_topdown():
+    """use_onnxruntime swaps only the network: MMPose's crop, flip test and decoding run
+    as before and the keypoints agree with PyTorch's."""
+    from mmpose.apis import inference_topdown, init_model
+
+    from conftest import SHARED_DATA
+    from vitpose_plugin.deploy import use_onnxruntime
+    image = SHARED_DATA / 'images' / 'sunglasses.jpg'
+    if not image.is_file():
+        pytest.skip(f'shared demo image not found at {image} (set VITPOSE_SHARED_DATA)')
+    cfg = tiny_config(CLASSIC)
+    init_default_scope('mmpose')
+    torch.manual_seed(0)
+    model = init_model(cfg, None, device='cpu')
+    with torch.no_grad():  # a peaked head, so that the argmax is not a tie
+        model.head.final_layer.weight.normal_(0, 0.5)
+    fold_batchnorm(model)
+    model.test_cfg['output_heatmaps'] = True
+    boxes = np.array([[20, 10, 200, 250], [90, 30, 240, 230]], np.float32)
+    want = inference_topdown(model, str(image), boxes)
+    calls = []
+    use_onnxruntime(model)
+    run = model.extract_feat
+    model.extract_feat = lambda x: calls.append(x.shape) or run(x)
+    got = inference_topdown(model, str(image), boxes)
+    assert calls == [(2, 3, 256, 192)] * 2  # the graph ran, on the crops and their flips
+    for w, g in zip(want, got):
+        assert torch.allclose(w.pred_fields.heatmaps, g.pred_fields.heatmaps, atol=1e-4)
+        assert np.abs(w.pred_instances.keypoint_scores -
+                      g.pred_instances.keypoint_scores).max() < 1e-4
+        # UDP's sub-pixel refinement amplifies 1e-7 heatmap differences where a random
+        # model's heatmap is flat; the well-conditioned majority agree to 0.01 px
+        diff = np.abs(w.pred_instances.keypoints - g.pred_instances.keypoints).max(-1)
+        assert (diff < 1e-2).mean() >= 0.9, diff
+    with pytest.raises(FileNotFoundError, match='nowhere.onnx'):
+        use_onnxruntime(model, 'nowhere.onnx')

@@ -61,7 +61,8 @@ def test_pos_embed_slot_zero_is_added_everywhere():
     assert torch.allclose(vit(x)[0], after, atol=1e-5)
 
 
-def test_gradient_checkpointing_matches():
+@pytest.mark.parametrize('with_cp', [True, 2])
+def test_gradient_checkpointing_matches(with_cp):
     torch.manual_seed(0)
     vit = ViT(arch=dict(embed_dims=32, num_layers=3, num_heads=2))
     x = torch.randn(2, 3, 64, 48)
@@ -69,12 +70,35 @@ def test_gradient_checkpointing_matches():
     out.backward()
     grads = [p.grad.clone() for p in vit.parameters()]
     vit.zero_grad()
-    vit.with_cp = True
+    vit.with_cp = with_cp
     out_cp = vit(x)[0].square().sum()
     out_cp.backward()
     assert torch.allclose(out, out_cp)
     for g, p in zip(grads, vit.parameters()):
         assert torch.allclose(g, p.grad, atol=1e-6)
+
+
+def test_partial_checkpointing_saves_less_for_backward():
+    """with_cp=k checkpoints the first k blocks: saved activations fall with k."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 48)
+    saved = []
+    for k in (0, 2, 4):
+        vit = ViT(arch=dict(embed_dims=32, num_layers=4, num_heads=2), with_cp=k)
+        params = {p.data_ptr() for p in vit.parameters()}
+        total = [0]
+
+        def pack(t):
+            if t.data_ptr() not in params:
+                total[0] += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            vit(x)
+        saved.append(total[0])
+    assert saved[0] > saved[1] > saved[2]
+    with pytest.raises(ValueError, match=r'with_cp must be a bool or a number of blocks in \[0, 4\]'):
+        ViT(arch=dict(embed_dims=32, num_layers=4, num_heads=2), with_cp=5)
 
 
 def _step(vit):

@@ -15,17 +15,7 @@ import torch
 from mmpose.apis import init_model
 
 from vitpose_plugin.deploy import fold_batchnorm
-
-
-class Heatmaps(torch.nn.Module):
-    """The pose model as images -> heatmaps (what gets exported)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images):
-        return self.model._forward(images)
+from vitpose_plugin.deploy.onnx import export_onnx
 
 
 def parse_args(argv=None):
@@ -40,25 +30,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def export(model, out, input_size, opset=18):
-    """Write ``model`` (built by init_model) to ``out`` with a dynamic batch axis."""
-    net = Heatmaps(model).eval()
-    h, w = input_size
-    example = torch.randn(2, 3, h, w)
-    batch = torch.export.Dim('batch', min=1, max=1024)
-    torch.onnx.export(net, (example, ), out, input_names=['images'], output_names=['heatmaps'],
-                      dynamic_shapes={'images': {0: batch}}, opset_version=opset,
-                      dynamo=True, verbose=False)
-    return net
-
-
 def main(argv=None):
     import onnxruntime as ort
     args = parse_args(argv)
     model = init_model(args.config, args.checkpoint, device='cpu')
     n = fold_batchnorm(model)
     w, h = model.cfg.codec.input_size
-    net = export(model, args.out, (h, w), args.opset)
+    net = export_onnx(model, args.out, (h, w), args.opset)
     session = ort.InferenceSession(args.out, providers=['CPUExecutionProvider'])
     x = torch.randn(args.batch, 3, h, w)
     with torch.no_grad():

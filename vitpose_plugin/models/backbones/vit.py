@@ -175,7 +175,10 @@ class ViT(BaseBackbone):
         drop_rate, attn_drop_rate: dropout after projections / on attention.
         drop_path_rate: stochastic depth of the last block; rises linearly
             from 0 at the first block.
-        with_cp: gradient checkpointing of each block (saves memory).
+        with_cp: gradient checkpointing (recompute in backward instead of storing
+            activations): ``True`` for every block, an int k for the first k blocks
+            only (a memory/time trade-off: each block saves the same memory and costs
+            the same recomputation; see ``benchmarks/train_memory.py``).
         frozen_stages: -1 trains everything; k >= 0 freezes the patch and
             position embeddings and the first k blocks (paper Table 6).
         freeze_attn: freeze every block's MHSA and its LayerNorm.
@@ -217,7 +220,7 @@ class ViT(BaseBackbone):
                  drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0,
-                 with_cp: bool = False,
+                 with_cp: Union[bool, int] = False,
                  frozen_stages: int = -1,
                  freeze_attn: bool = False,
                  freeze_ffn: bool = False,
@@ -246,6 +249,7 @@ class ViT(BaseBackbone):
         self.patch_size = _pair(patch_size)
         self.ratio = ratio
         self.with_cp = with_cp
+        self._checkpointed_blocks()  # validates with_cp
         self.frozen_stages = frozen_stages
         self.freeze_attn = freeze_attn
         self.freeze_ffn = freeze_ffn
@@ -344,6 +348,15 @@ class ViT(BaseBackbone):
             state_dict.update({prefix + k: v for k, v in state_dict.pop(prefix + 'model').items()})
         return convert_vit_backbone(state_dict, prefix, self.grid, self.patch_size)
 
+    def _checkpointed_blocks(self) -> int:
+        """How many leading blocks ``with_cp`` checkpoints."""
+        if isinstance(self.with_cp, bool):
+            return self.num_layers if self.with_cp else 0
+        if isinstance(self.with_cp, int) and 0 <= self.with_cp <= self.num_layers:
+            return self.with_cp
+        raise ValueError(f'with_cp must be a bool or a number of blocks in [0, '
+                         f'{self.num_layers}], got {self.with_cp!r}')
+
     def _convert_checkpoint(self, state_dict, prefix, *args, **kwargs):
         notes = self.convert_state_dict(state_dict, prefix)
         if notes:
@@ -368,8 +381,9 @@ class ViT(BaseBackbone):
                 token = self.knowledge_proj(token)
             x = torch.cat([token.expand(b, -1, -1), x], dim=1)
             extra = token.shape[1]
-        for layer in self.layers:
-            if self.with_cp and x.requires_grad:
+        checkpointed = self._checkpointed_blocks()
+        for i, layer in enumerate(self.layers):
+            if i < checkpointed and x.requires_grad:
                 x = cp.checkpoint(layer, x, (hp, wp), dataset_idx, use_reentrant=False)
             else:
                 x = layer(x, (hp, wp), dataset_idx)
