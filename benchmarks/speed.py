@@ -28,6 +28,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+try:  # mmpretrain's multimodal models break on recent transformers; none is used here
+    import mmpretrain.utils.dependency as _mmpretrain_deps
+    _mmpretrain_deps.WITH_MULTIMODAL = False
+except ImportError:
+    pass
 from compare_mmpose_vitpose import PLUGIN_CFG, REPO, mmpose_model  # noqa: E402
 
 from mmpose.apis import init_model  # noqa: E402

@@ -114,7 +114,7 @@ def main():
     layers = {'small': 12, 'base': 12, 'large': 24, 'huge': 32}[args.arch]
     rows = {}
     for mode in args.cp_layers or (0, layers, 3 * layers // 4):
-        cmd = [sys.executable, __file__, '--mode', mode, '--arch', args.arch, '--batch',
+        cmd = [sys.executable, __file__, '--mode', str(mode), '--arch', args.arch, '--batch',
                str(args.batch), '--steps', str(args.steps), '--device', args.device]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         if out.returncode:

@@ -102,6 +102,28 @@ def test_image(tmp_path, tiny_models, images):
                                    atol=1e-3)
 
 
+def test_onnxruntime_backend(tmp_path, tiny_models, images):
+    """--backend onnxruntime exports the pose network on start and gives the PyTorch
+    run's persons; it refuses what the graph cannot do."""
+    run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'pt'] + tiny_models)
+    res = run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'ort', '--backend',
+                    'onnxruntime'] + tiny_models)
+    assert 'pose network: onnxruntime' in res.stdout + res.stderr
+    pt = json.loads((tmp_path / 'pt' / 'sunglasses.json').read_text())['persons']
+    ort = json.loads((tmp_path / 'ort' / 'sunglasses.json').read_text())['persons']
+    assert [p['bbox'] for p in pt] == [p['bbox'] for p in ort] and len(pt) > 0
+    np.testing.assert_allclose([p['keypoint_scores'] for p in pt],
+                               [p['keypoint_scores'] for p in ort], atol=1e-3)
+    # UDP's sub-pixel step amplifies 1e-7 heatmap differences where a random model's
+    # heatmap is flat; the well-conditioned majority agree to 0.01 px
+    diff = np.abs(np.array([p['keypoints'] for p in pt]) -
+                  np.array([p['keypoints'] for p in ort])).max(-1)
+    assert (diff < 1e-2).mean() >= 0.9, diff
+    bad = run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'bad', '--backend',
+                    'onnxruntime', '--precision', 'bf16'] + tiny_models, check=False)
+    assert bad.returncode != 0 and 'runs the fp32 graph only' in bad.stderr
+
+
 def test_video(tmp_path, tiny_models, images):
     res = run_demo([images / 'demo.mp4', '--out-dir', tmp_path] + tiny_models)
     out = json.loads((tmp_path / 'demo.json').read_text())
