@@ -47,15 +47,19 @@ def image():
     return cv2.imread(str(IMAGE))
 
 
-def expected_peak(model, sample, xy_input):
-    """Image pixel of a point given in input-crop pixels, by the pipeline's own warp."""
+def crop_warp(model, sample):
+    """The pipeline's own image -> input-crop affine for ``sample`` (UDP or plain)."""
     from mmpose.structures.bbox import get_udp_warp_matrix, get_warp_matrix
     udp = any(t.get('use_udp') for t in model.cfg.test_dataloader.dataset.pipeline)
-    mat = (get_udp_warp_matrix if udp else get_warp_matrix)(
+    return (get_udp_warp_matrix if udp else get_warp_matrix)(
         np.asarray(sample.metainfo['input_center'], np.float32),
         np.asarray(sample.metainfo['input_scale'], np.float32), 0.0,
         output_size=tuple(model.cfg.codec['input_size']))
-    return cv2.invertAffineTransform(mat) @ np.array([*xy_input, 1.0])
+
+
+def expected_peak(model, sample, xy_input):
+    """Image pixel of a point given in input-crop pixels."""
+    return cv2.invertAffineTransform(crop_warp(model, sample)) @ np.array([*xy_input, 1.0])
 
 
 @pytest.mark.parametrize('make', [tiny_transpose, lambda: tiny_config(
@@ -96,13 +100,9 @@ def test_grid_attention_follows_the_keypoint_into_the_image(make, image):
 
 
 def expected_peak_cell(model, sample, k, w, h):
-    from mmpose.structures.bbox import get_udp_warp_matrix, get_warp_matrix
-    udp = any(t.get('use_udp') for t in model.cfg.test_dataloader.dataset.pipeline)
+    """(column, row) of the token grid cell under keypoint k of ``sample``."""
     in_w, in_h = model.cfg.codec['input_size']
-    mat = (get_udp_warp_matrix if udp else get_warp_matrix)(
-        np.asarray(sample.metainfo['input_center'], np.float32),
-        np.asarray(sample.metainfo['input_scale'], np.float32), 0.0, output_size=(in_w, in_h))
-    x, y = mat @ np.array([*sample.pred_instances.keypoints[0, k], 1.0])
+    x, y = crop_warp(model, sample) @ np.array([*sample.pred_instances.keypoints[0, k], 1.0])
     return np.clip(int(x / in_w * w), 0, w - 1), np.clip(int(y / in_h * h), 0, h - 1)
 
 

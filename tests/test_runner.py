@@ -36,6 +36,17 @@ def _on_shared_coco(cfg, coco_dir, work_dir):
     return cfg
 
 
+def train_two_iterations_and_test(cfg, coco_dir, work_dir):
+    """Train ``cfg`` for 2 iterations and test it on the shared COCO images through
+    MMEngine's runner; returns the test metrics."""
+    runner = Runner.from_cfg(_on_shared_coco(cfg, coco_dir, work_dir))
+    runner.train()
+    assert runner.iter == 2
+    metrics = runner.test()
+    assert 0.0 <= metrics['coco/AP'] <= 1.0
+    return metrics
+
+
 def test_train_two_iterations_then_test(coco_dir, tmp_path):
     cfg = _on_shared_coco(tiny_config(CONFIG), coco_dir, tmp_path / 'train')
     runner = Runner.from_cfg(cfg)

@@ -4,7 +4,6 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
 from mmpose.registry import MODELS
 
 from conftest import CONFIGS
@@ -51,23 +50,15 @@ def test_transpose_builds_runs_and_explains(name):
 
 
 def test_transpose_trains_and_tests_through_the_runner(coco_dir, tmp_path):
-    from test_runner import _on_shared_coco
+    from test_runner import train_two_iterations_and_test
     cfg = Config.fromfile(str(TP / 'td-hm_transpose-r-a3_8xb32-230e_coco-256x192.py'))
     cfg.model.backbone.init_cfg = None
-    cfg = _on_shared_coco(cfg, coco_dir, tmp_path / 'work')
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    assert runner.iter == 2
-    assert 0.0 <= runner.test()['coco/AP'] <= 1.0
+    train_two_iterations_and_test(cfg, coco_dir, tmp_path / 'work')
 
 
 def test_transpose_h_trains_and_tests_through_the_runner(coco_dir, tmp_path):
-    from test_runner import _on_shared_coco
+    from test_runner import train_two_iterations_and_test
     cfg = Config.fromfile(str(TP / 'td-hm_transpose-h-s_8xb32-230e_coco-256x192.py'))
     cfg.model.backbone.init_cfg = None
     cfg.model.test_cfg.flip_test = False  # 3072-token attention: keep the CPU test short
-    cfg = _on_shared_coco(cfg, coco_dir, tmp_path / 'work')
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    assert runner.iter == 2
-    assert 0.0 <= runner.test()['coco/AP'] <= 1.0
+    train_two_iterations_and_test(cfg, coco_dir, tmp_path / 'work')
