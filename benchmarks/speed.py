@@ -192,17 +192,11 @@ def extra_impls(model, arch, args):
                 return compiled(x)
         impls['plugin+compile'] = run_compiled
     if args.onnx:
-        import onnxruntime as ort
-
-        from vitpose_plugin.deploy.onnx import export_onnx
+        from vitpose_plugin.deploy.onnx import export_onnx, onnxruntime_heatmaps
         path = osp.join(REPO, 'benchmarks', 'results', f'_vitpose_{arch}.onnx')
         export_onnx(model.cpu(), path, (256, 192))
         model.to(args.device)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
-        impls['onnxruntime'] = lambda x: torch.from_numpy(
-            session.run(None, {'images': x.cpu().numpy()})[0]).to(x.device)
+        impls['onnxruntime'] = onnxruntime_heatmaps(path)
     return impls
 
 

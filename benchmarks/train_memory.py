@@ -30,6 +30,9 @@ import time
 
 import torch
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from attention_table5 import saved_bytes  # noqa: E402
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CFG = osp.join(REPO, 'configs', 'vitpose', 'coco', 'td-hm_vitpose-{arch}_8xb64-210e_coco-256x192.py')
 
@@ -79,16 +82,8 @@ def measure(args):
             torch.cuda.synchronize()
 
     step()  # allocates gradients and AdamW state
-    skip = {p.data_ptr() for p in model.parameters()}
-    saved = [0]
-
-    def pack(t):
-        if t.data_ptr() not in skip:
-            saved[0] += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model._forward(x[:1]).sum()  # per image, no backward
+    # per image, no backward
+    saved = saved_bytes(lambda t: model._forward(t).sum(), x[:1], model.parameters())
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -103,7 +98,7 @@ def measure(args):
             else peak_rss - before)
     times.sort()
     print(json.dumps(dict(with_cp=args.mode, step_s=times[len(times) // 2],
-                          saved_mb_per_img=saved[0] / 2**20, step_peak_mb=peak,
+                          saved_mb_per_img=saved / 2**20, step_peak_mb=peak,
                           process_peak_mb=peak_rss)))
 
 

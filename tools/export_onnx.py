@@ -15,7 +15,7 @@ import torch
 from mmpose.apis import init_model
 
 from vitpose_plugin.deploy import fold_batchnorm
-from vitpose_plugin.deploy.onnx import export_onnx
+from vitpose_plugin.deploy.onnx import export_onnx, onnxruntime_heatmaps
 
 
 def parse_args(argv=None):
@@ -31,28 +31,27 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    import onnxruntime as ort
     args = parse_args(argv)
     model = init_model(args.config, args.checkpoint, device='cpu')
     n = fold_batchnorm(model)
     w, h = model.cfg.codec.input_size
     net = export_onnx(model, args.out, (h, w), args.opset)
-    session = ort.InferenceSession(args.out, providers=['CPUExecutionProvider'])
+    run = onnxruntime_heatmaps(args.out)
     x = torch.randn(args.batch, 3, h, w)
     with torch.no_grad():
         want = net(x).numpy()
-    got = session.run(None, {'images': x.numpy()})[0]
+    got = run(x).numpy()
     diff = float(np.abs(got - want).max())
     print(f'{args.out}: heatmaps {tuple(got.shape)}, {n} BatchNorm folded, '
           f'max |onnxruntime - pytorch| = {diff:.2e}')
     if diff > args.atol:
         raise SystemExit(f'error: ONNX output differs from PyTorch by {diff:.2e} > {args.atol}')
     for b in ([1, 32] if args.bench else []):
-        xb = np.random.randn(b, 3, h, w).astype(np.float32)
-        session.run(None, {'images': xb})  # warm-up
+        xb = torch.randn(b, 3, h, w)
+        run(xb)  # warm-up
         t0 = time.perf_counter()
         for _ in range(args.bench):
-            session.run(None, {'images': xb})
+            run(xb)
         ips = b * args.bench / (time.perf_counter() - t0)
         print(f'onnxruntime CPU, batch {b}: {ips:.2f} img/s')
 

@@ -1,8 +1,8 @@
 """Inference-only speed-ups that keep outputs: BatchNorm folding, bf16/fp16, ONNX /
 onnxruntime."""
 from .fold_batchnorm import fold_batchnorm
-from .onnx import export_onnx, use_onnxruntime
+from .onnx import export_onnx, onnxruntime_heatmaps, use_onnxruntime
 from .precision import PRECISIONS, inference_precision
 
 __all__ = ['PRECISIONS', 'export_onnx', 'fold_batchnorm', 'inference_precision',
-           'use_onnxruntime']
+           'onnxruntime_heatmaps', 'use_onnxruntime']

@@ -36,6 +36,24 @@ def export_onnx(model, out: str, input_size: Sequence[int], opset: int = 18) -> 
     return net
 
 
+def onnxruntime_heatmaps(onnx_file: str, threads: Optional[int] = None,
+                         providers: Sequence[str] = ('CPUExecutionProvider', )):
+    """An onnxruntime session of a graph from ``export_onnx``, as a function from images
+    (B, 3, H, W) to heatmaps, fp32 tensors on the images' device."""
+    import onnxruntime as ort
+    if not osp.isfile(onnx_file):
+        raise FileNotFoundError(f'ONNX file {onnx_file} does not exist')
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    session = ort.InferenceSession(onnx_file, opts, providers=list(providers))
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        out = session.run(None, {'images': images.float().cpu().numpy()})[0]
+        return torch.from_numpy(out).to(images.device)
+
+    return run
+
+
 def use_onnxruntime(model, onnx_file: Optional[str] = None, threads: Optional[int] = None,
                     providers: Sequence[str] = ('CPUExecutionProvider', )):
     """Run ``model``'s network (backbone, neck, head layers) with onnxruntime.
@@ -47,20 +65,14 @@ def use_onnxruntime(model, onnx_file: Optional[str] = None, threads: Optional[in
             one to a temporary file first.
         threads: onnxruntime intra-op threads (default: torch's thread count).
     """
-    import onnxruntime as ort
     if onnx_file is None:
         onnx_file = osp.join(tempfile.mkdtemp(prefix='vitpose_onnx_'), 'pose.onnx')
         w, h = model.cfg.codec['input_size']
         export_onnx(model, onnx_file, (h, w))
-    elif not osp.isfile(onnx_file):
-        raise FileNotFoundError(f'ONNX file {onnx_file} does not exist')
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or torch.get_num_threads()
-    session = ort.InferenceSession(onnx_file, opts, providers=list(providers))
+    run = onnxruntime_heatmaps(onnx_file, threads, providers)
 
     def extract_feat(inputs):
-        out = session.run(None, {'images': inputs.float().cpu().numpy()})[0]
-        return (torch.from_numpy(out).to(inputs.device), )
+        return (run(inputs), )
 
     # MMPose's predict: feats = extract_feat(inputs) [and of the flipped inputs], then
     # head.predict -> head.forward(feats) -> decode; the graph already gives heatmaps
