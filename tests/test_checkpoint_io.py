@@ -3,13 +3,13 @@ import sys
 
 import numpy as np
 import pytest
+import reference_vitpose as ref
 import torch
 from mmengine.config import ConfigDict
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmpose.apis import init_model
 
-import reference_vitpose as ref
-from conftest import REPO, TINY_ARCH, tiny_config
+from helpers import REPO, TINY_ARCH, tiny_config
 from vitpose_plugin.models.pose_estimators.strict_topdown import CheckpointMismatchError
 
 CLASSIC = 'td-hm_vitpose-base_8xb64-210e_coco-256x192.py'
@@ -29,7 +29,8 @@ def test_convert_tool_round_trip(tmp_path, layout):
                           str(dst)], capture_output=True, text=True, check=True).stdout
     assert f'converted the {layout} ViT layout' in out
     converted = torch.load(dst, weights_only=True)['state_dict']
-    assert 'backbone.layers.1.mlp.fc2.weight' in converted and 'head.final_layer.weight' in converted
+    assert 'backbone.layers.1.mlp.fc2.weight' in converted
+    assert 'head.final_layer.weight' in converted
     assert converted['backbone.pos_embed'].shape == (1, 16 * 12 + 1, TINY_ARCH['embed_dims'])
     assert not any(k.startswith(('backbone.blocks', 'keypoint_head', 'backbone.cls_token'))
                    for k in converted)

@@ -11,8 +11,7 @@ import os.path as osp
 
 import torch
 
-from vitpose_plugin.checkpoint.convert import unwrap_state_dict
-from vitpose_plugin.checkpoint.loader import load_from_local
+from vitpose_plugin.checkpoint import load_state_dict_file
 
 KEY = 'backbone.knowledge_token'
 
@@ -24,7 +23,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not osp.isfile(args.src):
         raise SystemExit(f'error: {args.src} does not exist')
-    sd = unwrap_state_dict(load_from_local(args.src, 'cpu'))
+    sd = load_state_dict_file(args.src)
     if KEY not in sd:
         raise SystemExit(f'error: {args.src} has no {KEY} (is it a stage-1 checkpoint?)')
     token = sd[KEY].detach().clone()

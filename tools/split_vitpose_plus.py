@@ -1,6 +1,7 @@
 """Split a ViTPose+ checkpoint into one plain ViTPose checkpoint per dataset.
 
-    python tools/split_vitpose_plus.py SRC OUT_DIR [--datasets coco aic mpii ap10k apt36k coco_wholebody]
+    python tools/split_vitpose_plus.py SRC OUT_DIR
+        [--datasets coco aic mpii ap10k apt36k coco_wholebody]
 
 Expert i is merged into every block's fc2 and dataset i's head becomes ``head``;
 each file loads into the plain ViTPose config of that size (with that dataset's
@@ -12,8 +13,7 @@ import os.path as osp
 
 import torch
 
-from vitpose_plugin.checkpoint.convert import unwrap_state_dict
-from vitpose_plugin.checkpoint.loader import load_from_local
+from vitpose_plugin.checkpoint import load_state_dict_file, to_plugin_layout
 from vitpose_plugin.checkpoint.vitpose_plus import VITPOSE_PLUS_DATASETS, split_vitpose_plus
 
 
@@ -27,8 +27,8 @@ def main(argv=None):
     if not osp.isfile(args.src):
         raise SystemExit(f'error: {args.src} does not exist')
     try:
-        parts = split_vitpose_plus(unwrap_state_dict(load_from_local(args.src, 'cpu')),
-                                   args.datasets)
+        state_dict, _ = to_plugin_layout(load_state_dict_file(args.src))
+        parts = split_vitpose_plus(state_dict, args.datasets)
     except (ValueError, KeyError) as e:
         raise SystemExit(f'error: {args.src}: {e}')
     os.makedirs(args.out_dir, exist_ok=True)

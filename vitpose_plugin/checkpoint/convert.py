@@ -1,48 +1,150 @@
-"""Convert a whole ViTPose / MAE checkpoint into the plugin's layout."""
-from typing import Optional, Sequence, Tuple
+"""One conversion of any known checkpoint layout into the plugin's, applied once per load.
 
-from .vit_layouts import convert_vit_backbone, detect_layout, infer_grid
+:func:`to_plugin_layout` detects the source layout, applies that layout's one converter
+(:mod:`.official`, :mod:`.mmpretrain`, :mod:`.hf_vitpose`, :mod:`.transpose`,
+:mod:`.tokenpose`), then fits the result to the target model: every ViT's position
+grid and patch kernel, and per-dataset heads of a multi-head model.
+
+:func:`convert_on_load` registers it as a load-state-dict pre-hook. The hook of the
+outermost module that has one converts the whole state dict and marks it, so modules
+inside (a ViT in an estimator) do not convert again; a ViT in a model without the hook
+(MMPose's own estimator, ``init_cfg=Pretrained``) converts its own keys.
+"""
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+
+from . import hf_vitpose, mmpretrain, official, tokenpose, transpose
+from .safe_load import unwrap_state_dict
+from .vitpose_plus import heads_by_dataset
+
+# detection order: the first layout whose keys match converts the file
+LAYOUTS = {
+    'transformers': hf_vitpose,
+    'transpose': transpose,
+    'tokenpose': tokenpose,
+    'mmpretrain': mmpretrain,
+    'official': official,
+}
+_CONVERTED = '_vitpose_plugin_converted'
 
 
-def unwrap_state_dict(ckpt: dict) -> dict:
-    """The weights of a checkpoint file: ``state_dict``, MAE's ``model``, or itself."""
-    for key in ('state_dict', 'model'):
-        if isinstance(ckpt.get(key), dict):
-            return ckpt[key]
-    return ckpt
+def detect_layout(keys) -> str:
+    """The source layout of a state dict's keys; ``'plugin'`` when none matches."""
+    keys = list(keys)
+    for name, layout in LAYOUTS.items():
+        if layout.matches(keys):
+            return name
+    return 'plugin'
 
 
-def convert_checkpoint(state_dict: dict,
-                       img_size: Optional[Sequence[int]] = None,
-                       patch_size: Optional[Sequence[int]] = None,
-                       ratio: int = 1) -> Tuple[dict, list]:
-    """Return (plugin-layout state dict, notes) for a pose or backbone state dict.
+def infer_grid(num_tokens: int, like: Tuple[int, int]) -> Tuple[int, int]:
+    """Factor ``num_tokens`` into (h, w) with the aspect ratio closest to ``like``."""
+    if num_tokens == like[0] * like[1]:
+        return tuple(like)
+    pairs = [(h, num_tokens // h) for h in range(1, num_tokens + 1) if num_tokens % h == 0]
+    return min(pairs, key=lambda p: abs(math.log(p[0] / p[1]) - math.log(like[0] / like[1])))
 
-    Pose checkpoints (keys under ``backbone.``) also get their head renamed
-    (``keypoint_head.`` -> ``head.``). Without ``img_size``/``patch_size`` the
-    position grid and patch kernel are kept as they are.
-    """
-    sd = dict(state_dict)
-    prefix = 'backbone.' if any(k.startswith('backbone.') for k in sd) else ''
-    layout = detect_layout(k[len(prefix):] for k in sd if k.startswith(prefix))
-    if layout is None:
-        raise ValueError('no ViT backbone found: expected keys like '
-                         f"'{prefix}blocks.0.attn.qkv.weight' (official/MAE) or "
-                         f"'{prefix}layers.0.ln1.weight' (MMPose); first keys: "
-                         f'{list(sd)[:5]}')
-    kernel = sd.get(prefix + 'patch_embed.proj.weight',
-                    sd.get(prefix + 'patch_embed.projection.weight'))
-    patch = tuple(patch_size) if patch_size else tuple(kernel.shape[-2:])
-    tokens = sd[prefix + 'pos_embed'].shape[1]
-    has_slot = layout != 'mmpretrain' or prefix + 'cls_token' in sd
-    if img_size:
-        grid = tuple(s // p * ratio for s, p in zip(img_size, patch))
-    else:  # keep the stored grid (pose grids are 4:3, MAE grids square)
-        grid = infer_grid(tokens - int(has_slot), (4, 3) if prefix else (1, 1))
-    notes = convert_vit_backbone(sd, prefix, grid, patch)
-    renamed = {k: 'head.' + k[len('keypoint_head.'):] for k in sd if k.startswith('keypoint_head.')}
-    for old, new in renamed.items():
-        sd[new] = sd.pop(old)
-    if renamed:
-        notes.append('renamed keypoint_head.* to head.*')
-    return sd, notes
+
+def resize_pos_embed(pos_embed: torch.Tensor, src_grid: Sequence[int],
+                     dst_grid: Sequence[int]) -> torch.Tensor:
+    """Bicubically resize the patch part of a (1, 1+h*w, C) position embedding."""
+    if tuple(src_grid) == tuple(dst_grid):
+        return pos_embed
+    slot, grid = pos_embed[:, :1], pos_embed[:, 1:]
+    grid = grid.reshape(1, *src_grid, grid.shape[-1]).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid.float(), size=tuple(dst_grid), mode='bicubic',
+                         align_corners=False)
+    return torch.cat([slot, grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)], dim=1)
+
+
+def fit_patch_kernel(weight: torch.Tensor, size: Sequence[int], how: str = 'pad') -> torch.Tensor:
+    """A (C, 3, kh, kw) patch kernel made (C, 3, *size): ``'pad'`` zero-pads it centred
+    (the ViTPose authors' default for MAE ViT-H/14's 14x14 kernels), ``'bicubic'``
+    resizes it."""
+    if how == 'pad' and all(s >= k for s, k in zip(size, weight.shape[-2:])):
+        (ph, pw) = (s - k for s, k in zip(size, weight.shape[-2:]))
+        return F.pad(weight, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+    if how not in ('pad', 'bicubic'):
+        raise ValueError(f"patch kernel fitting {how!r}: choose 'pad' or 'bicubic'")
+    return F.interpolate(weight.float(), size=tuple(size), mode='bicubic',
+                         align_corners=False).to(weight.dtype)
+
+
+def fit_vit(state_dict: dict, prefix: str, grid: Sequence[int], patch: Sequence[int],
+            kernel: str = 'pad') -> List[str]:
+    """Fit a ViT's stored position grid and patch kernel (keys under ``prefix``) to a
+    model's, in place; returns notes."""
+    notes = []
+    pos = state_dict.get(prefix + 'pos_embed')
+    if pos is not None:
+        src = infer_grid(pos.shape[1] - 1, tuple(grid))
+        if tuple(src) != tuple(grid):
+            state_dict[prefix + 'pos_embed'] = resize_pos_embed(pos, src, grid)
+            notes.append(f'resized pos_embed from a {src[0]}x{src[1]} to a '
+                         f'{grid[0]}x{grid[1]} patch grid (bicubic)')
+    weight = state_dict.get(prefix + 'patch_embed.proj.weight')
+    if weight is not None and tuple(weight.shape[-2:]) != tuple(patch):
+        state_dict[prefix + 'patch_embed.proj.weight'] = fit_patch_kernel(weight, patch, kernel)
+        notes.append(f'fitted the patch kernel from {tuple(weight.shape[-2:])} to '
+                     f'{tuple(patch)} ({"zero padding" if kernel == "pad" else kernel})')
+    return notes
+
+
+def fit_to_model(state_dict: dict, model: torch.nn.Module) -> Tuple[dict, List[str]]:
+    """Fit a plugin-layout state dict to ``model``: ViT grids and kernels, and the heads
+    of a multi-head model (``head`` / ``associate_heads.{j}`` -> ``heads.{dataset}``)."""
+    from ..models.backbones.vit import ViT
+    notes = []
+    for path, module in model.named_modules():
+        if isinstance(module, ViT):
+            notes += fit_vit(state_dict, path + '.' if path else '', module.grid,
+                             module.patch_size, module.patch_kernel_fit)
+    names = getattr(model, 'dataset_names', None)
+    if names and isinstance(getattr(model, 'heads', None), torch.nn.ModuleDict) and any(
+            k.startswith(('head.', 'associate_')) for k in state_dict):
+        state_dict = heads_by_dataset(state_dict, names)
+        notes.append(f'heads in dataset order {list(names)}')
+    return state_dict, notes
+
+
+def to_plugin_layout(state_dict: dict, model: Optional[torch.nn.Module] = None
+                     ) -> Tuple[dict, List[str]]:
+    """(state dict in the plugin's layout, notes) for a state dict of any known layout,
+    fitted to ``model`` when one is given. Keys are relative to ``model``."""
+    state_dict = dict(unwrap_state_dict(state_dict))
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
+    layout = detect_layout(state_dict)
+    notes: List[str] = []
+    if layout != 'plugin':
+        state_dict, notes = LAYOUTS[layout].convert(state_dict, model)
+    if model is not None:
+        state_dict, fitted = fit_to_model(state_dict, model)
+        notes += fitted
+    return state_dict, notes
+
+
+def _convert_hook(module, state_dict, prefix, *args):
+    if getattr(state_dict, _CONVERTED, False):
+        return  # an enclosing module converted the whole state dict
+    mine = [k for k in state_dict if k.startswith(prefix)]
+    converted, notes = to_plugin_layout({k[len(prefix):]: state_dict.pop(k) for k in mine},
+                                        module)
+    state_dict.update({prefix + k: v for k, v in converted.items()})
+    try:
+        setattr(state_dict, _CONVERTED, True)
+    except AttributeError:  # a plain dict: conversion is idempotent, inner hooks re-check
+        pass
+    if notes:
+        print_log(f'checkpoint ({type(module).__name__}): ' + '; '.join(notes),
+                  logger='current')
+
+
+def convert_on_load(module: torch.nn.Module) -> None:
+    """Make ``module.load_state_dict`` (and MMEngine's loaders) accept every layout
+    :func:`to_plugin_layout` knows."""
+    module.register_load_state_dict_pre_hook(_convert_hook)

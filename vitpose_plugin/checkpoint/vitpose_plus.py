@@ -1,25 +1,24 @@
-"""ViTPose+ checkpoints: the head layout and the split into plain ViTPose models.
+"""ViTPose+ checkpoints: per-dataset heads, and the split into plain ViTPose models.
 
 An official ViTPose+ file holds one backbone whose FFNs have a shared part and one
-expert per dataset (``blocks.{i}.mlp.experts.{e}``), the first dataset's head as
-``keypoint_head`` and the others as ``associate_keypoint_heads.{e-1}``. Merging
-expert e into ``fc2`` gives a plain ViTPose with exactly the outputs of the MoE
-model on dataset e.
+expert per dataset (``layers.{i}.mlp.experts.{e}``), the first dataset's head as
+``keypoint_head`` and the others as ``associate_keypoint_heads.{e-1}``. Merging expert e
+into ``fc2`` gives a plain ViTPose with exactly the outputs of the MoE model on dataset
+e.
 """
 import re
 from typing import Dict, Sequence
 
 import torch
 
-from .convert import convert_checkpoint
-
-# dataset order of the official ViTPose+ models
+# dataset order of the official ViTPose+ models (expert / head index)
 VITPOSE_PLUS_DATASETS = ('coco', 'aic', 'mpii', 'ap10k', 'apt36k', 'coco_wholebody')
 
 
 def heads_by_dataset(state_dict: dict, datasets: Sequence[str]) -> dict:
-    """Rename ``keypoint_head`` / ``head`` and ``associate_keypoint_heads.{j}`` to
-    ``heads.{dataset}`` (plugin layout); other keys are kept."""
+    """Rename ``head`` and ``associate_heads.{j}`` (``keypoint_head`` /
+    ``associate_keypoint_heads`` before conversion) to ``heads.{dataset}``; other keys
+    are kept."""
     out = {}
     for key, value in state_dict.items():
         m = re.match(r'^associate_(?:keypoint_)?heads\.(\d+)\.(.*)$', key)
@@ -31,35 +30,45 @@ def heads_by_dataset(state_dict: dict, datasets: Sequence[str]) -> dict:
     return out
 
 
+def merge_expert(state_dict: dict, expert: int) -> dict:
+    """The backbone of a plain ViTPose: ``fc2`` of every block gets expert ``expert``'s
+    rows appended, and all experts are dropped. Other keys are kept."""
+    out = {}
+    for key, value in state_dict.items():
+        if '.mlp.experts.' in key:
+            continue
+        m = re.match(r'^(.*\.mlp)\.fc2\.(weight|bias)$', key)
+        if m:
+            part = state_dict.get(f'{m.group(1)}.experts.{expert}.{m.group(2)}')
+            if part is None:
+                raise KeyError(f'{m.group(1)}.experts.{expert}.{m.group(2)} is missing')
+            value = torch.cat([value, part], dim=0)
+        out[key] = value
+    return out
+
+
+def num_experts(state_dict: dict) -> int:
+    return len({int(m.group(1)) for k in state_dict
+                for m in [re.search(r'\.mlp\.experts\.(\d+)\.', k)] if m})
+
+
 def split_vitpose_plus(state_dict: dict,
                        datasets: Sequence[str] = VITPOSE_PLUS_DATASETS) -> Dict[str, dict]:
-    """{dataset: plain ViTPose state dict (plugin layout)} from a ViTPose+ state dict."""
-    sd, _ = convert_checkpoint(state_dict)
-    sd = heads_by_dataset(sd, datasets)
-    experts = {int(m.group(1)) for k in sd
-               for m in [re.search(r'\.mlp\.experts\.(\d+)\.', k)] if m}
+    """{dataset: plain ViTPose state dict} from a ViTPose+ state dict in the plugin
+    layout (see :func:`vitpose_plugin.checkpoint.to_plugin_layout`)."""
+    experts = num_experts(state_dict)
     if not experts:
-        raise ValueError('no ViTPose+ experts (keys like backbone.blocks.0.mlp.experts.0.weight)'
+        raise ValueError('no ViTPose+ experts (keys like backbone.layers.0.mlp.experts.0.weight)'
                          ' in this checkpoint')
-    if len(datasets) > len(experts):
-        raise ValueError(f'{len(datasets)} datasets {list(datasets)} for {len(experts)} experts')
+    if len(datasets) > experts:
+        raise ValueError(f'{len(datasets)} datasets {list(datasets)} for {experts} experts')
+    sd = heads_by_dataset(state_dict, datasets)
     plain = {}
     for e, name in enumerate(datasets):
-        out = {}
-        for key, value in sd.items():
-            if '.mlp.experts.' in key or key.startswith('heads.'):
-                continue
-            m = re.match(r'^(.*\.mlp)\.fc2\.(weight|bias)$', key)
-            if m:
-                expert = sd[f'{m.group(1)}.experts.{e}.{m.group(2)}']
-                value = torch.cat([value, expert], dim=0)
-            out[key] = value
         prefix = f'heads.{name}.'
         head = {'head.' + k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
         if not head:
             raise ValueError(f'no head for dataset {name!r} (expected keys {prefix}*)')
-        out.update(head)
-        plain[name] = out
+        backbone = merge_expert({k: v for k, v in sd.items() if not k.startswith('heads.')}, e)
+        plain[name] = {**backbone, **head}
     return plain
-
-

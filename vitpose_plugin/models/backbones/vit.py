@@ -8,9 +8,8 @@ feature map of shape (B, C, H/16, W/16) (or H/8 with ``ratio=2``).
 Blocks use full attention, or window / shifted-window / pooling-window attention for
 high resolution (paper Table 5), with the same parameters either way.
 
-Checkpoints in the official, MMPose-released (mmpretrain) and MAE layouts load
-directly: a load-state-dict pre-hook rewrites them into this module's layout
-(see :mod:`vitpose_plugin.checkpoint.vit_layouts`).
+Checkpoints in the official, MMPose-released (mmpretrain), MAE and Hugging Face layouts
+load directly (see :mod:`vitpose_plugin.checkpoint.convert`).
 """
 from typing import Optional, Sequence, Tuple, Union
 
@@ -22,10 +21,12 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpose.models.backbones.base_backbone import BaseBackbone
 from mmpose.registry import MODELS
 
-from ...checkpoint.vit_layouts import convert_vit_backbone, resize_pos_embed
+from ...checkpoint.convert import convert_on_load, resize_pos_embed
+from ...checkpoint.safe_load import load_file
 from .attention import Attention
 from .window_attention import WindowAttention
 
+# The one table of ViT sizes (benchmarks and tools import it).
 ARCHS = {
     'small': dict(embed_dims=384, num_layers=12, num_heads=12, mlp_ratio=4.0),
     'base': dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.0),
@@ -170,6 +171,9 @@ class ViT(BaseBackbone):
         img_size: (H, W) the position embedding is stored for. Other input sizes
             work: the embedding is resized bicubically at forward time.
         patch_size: patch kernel size (16).
+        patch_kernel_fit: how a pre-trained kernel of another size (MAE ViT-H/14's
+            14x14) becomes ``patch_size``: ``'pad'`` (zero padding, centred: the
+            ViTPose authors' default) or ``'bicubic'`` (their other option).
         ratio: 1 for 1/16 features, 2 for overlapping stride-8 patches (1/8).
         qkv_bias: bias in the qkv projection (True in all ViTPose models).
         drop_rate, attn_drop_rate: dropout after projections / on attention.
@@ -179,10 +183,12 @@ class ViT(BaseBackbone):
             activations): ``True`` for every block, an int k for the first k blocks
             only (a memory/time trade-off: each block saves the same memory and costs
             the same recomputation; see ``benchmarks/train_memory.py``).
-        frozen_stages: -1 trains everything; k >= 0 freezes the patch and
-            position embeddings and the first k blocks (paper Table 6).
-        freeze_attn: freeze every block's MHSA and its LayerNorm.
-        freeze_ffn: freeze every block's FFN and its LayerNorm.
+        frozen_stages: -1 trains everything; k >= 0 freezes the patch and position
+            embeddings and the first k blocks (blocks 0..k-1; the authors' loop
+            freezes blocks 1..k and leaves the position embedding trainable).
+        freeze_attn: freeze every block's MHSA and its LayerNorm (paper Table 6).
+        freeze_ffn: freeze every block's FFN and its LayerNorm, and, as the authors'
+            ``_freeze_stages`` does, the patch and position embeddings (Table 6).
         attn_type: ``'full'`` (default), ``'window'``, ``'window+shift'``,
             ``'window+pool'`` or ``'window+shift+pool'`` (paper Table 5).
         window_size: (h, w) windows, in tokens, of the window types.
@@ -196,15 +202,18 @@ class ViT(BaseBackbone):
             256 for L, 320 for H in ViTPose+).
         knowledge_token_dims: width of a knowledge token (paper section 3.5) that is
             prepended to the patch tokens (after the position embedding) and dropped
-            before the feature map is formed; None for no token. When it differs
-            from ``embed_dims`` (a large teacher's token in a smaller student), a
-            learned ``knowledge_proj`` Linear maps it to the student's width.
+            before the feature map is formed; None for no token.
         knowledge_token_file: a file written by ``tools/extract_knowledge_token.py``
             from which ``init_weights()`` loads the token (stage 2).
-        freeze_knowledge_token: keep the token fixed (stage 2: t* stays frozen;
-            the projection still learns).
+        freeze_knowledge_token: keep the token fixed (stage 2: t* stays frozen).
+        knowledge_token_proj: when ``knowledge_token_dims`` differs from ``embed_dims``
+            (a large teacher's token in a smaller student): ``'fixed'`` maps it with a
+            fixed semi-orthogonal matrix whose row space contains the token (nothing of
+            it is lost), computed once from the token and saved with it as the buffer
+            ``knowledge_token_map``; ``'learned'`` uses a learned Linear
+            (``knowledge_proj``), which can move the token anywhere.
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='mae.pth')``;
-            official, MMPose and MAE layouts are all understood.
+            official, MMPose, MAE and Hugging Face layouts are all understood.
 
     Shapes:
         input (B, 3, H, W) -> output tuple with one (B, C, H/16, W/16) map.
@@ -214,6 +223,7 @@ class ViT(BaseBackbone):
                  arch: Union[str, dict] = 'base',
                  img_size: Union[int, Sequence[int]] = (256, 192),
                  patch_size: Union[int, Sequence[int]] = 16,
+                 patch_kernel_fit: str = 'pad',
                  ratio: int = 1,
                  in_channels: int = 3,
                  qkv_bias: bool = True,
@@ -233,6 +243,7 @@ class ViT(BaseBackbone):
                  knowledge_token_dims: Optional[int] = None,
                  knowledge_token_file: Optional[str] = None,
                  freeze_knowledge_token: bool = False,
+                 knowledge_token_proj: str = 'fixed',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
@@ -243,10 +254,13 @@ class ViT(BaseBackbone):
         missing = {'embed_dims', 'num_layers', 'num_heads'} - set(arch)
         if missing:
             raise KeyError(f'ViT arch dict lacks {sorted(missing)}')
+        if patch_kernel_fit not in ('pad', 'bicubic'):
+            raise ValueError(f"patch_kernel_fit={patch_kernel_fit!r}: 'pad' or 'bicubic'")
         self.embed_dims = arch['embed_dims']
         self.num_layers = arch['num_layers']
         self.img_size = _pair(img_size)
         self.patch_size = _pair(patch_size)
+        self.patch_kernel_fit = patch_kernel_fit
         self.ratio = ratio
         self.with_cp = with_cp
         self._checkpointed_blocks()  # validates with_cp
@@ -276,21 +290,27 @@ class ViT(BaseBackbone):
         self.num_experts = num_experts
 
         self.knowledge_token_file = knowledge_token_file
+        self.knowledge_token = self.knowledge_proj = None
+        self.register_buffer('knowledge_token_map', None)
         if knowledge_token_dims:
             if attn_type != 'full':
                 raise ValueError('a knowledge token needs attn_type="full" (it belongs to '
                                  f'no window), got {attn_type!r}')
+            if knowledge_token_proj not in ('fixed', 'learned'):
+                raise ValueError(f"knowledge_token_proj={knowledge_token_proj!r}: 'fixed' "
+                                 "or 'learned'")
             self.knowledge_token = nn.Parameter(torch.zeros(1, 1, knowledge_token_dims),
                                                 requires_grad=not freeze_knowledge_token)
             trunc_normal_(self.knowledge_token, std=0.02)
-            self.knowledge_proj = (nn.Linear(knowledge_token_dims, self.embed_dims)
-                                   if knowledge_token_dims != self.embed_dims else None)
-        else:
-            self.knowledge_token = self.knowledge_proj = None
+            if knowledge_token_dims != self.embed_dims and knowledge_token_proj == 'learned':
+                self.knowledge_proj = nn.Linear(knowledge_token_dims, self.embed_dims)
+            elif knowledge_token_dims != self.embed_dims:
+                self.register_buffer('knowledge_token_map',
+                                     self._fixed_token_map(self.knowledge_token.detach()))
 
         trunc_normal_(self.pos_embed, std=0.02)
         self.apply(self._init_module)
-        self._register_load_state_dict_pre_hook(self._convert_checkpoint)
+        convert_on_load(self)
         self._freeze()
 
     @staticmethod
@@ -303,9 +323,26 @@ class ViT(BaseBackbone):
             nn.init.constant_(m.weight, 1.0)
             nn.init.constant_(m.bias, 0)
 
+    def _fixed_token_map(self, token: torch.Tensor) -> torch.Tensor:
+        """(embed_dims, token_dims) with orthonormal rows (a narrower student) or columns
+        (a wider one) whose row space contains ``token``: the student gets a dense
+        vector of the token's norm from which the token is recovered exactly (M^T M t =
+        t). Deterministic for a given token."""
+        t = token.reshape(-1).double()
+        cs, ct = self.embed_dims, t.numel()
+        g = torch.Generator().manual_seed(0)
+        if cs >= ct:
+            return torch.linalg.qr(torch.randn(cs, ct, generator=g, dtype=torch.float64))[0].float()
+        rest = torch.randn(ct, cs - 1, generator=g, dtype=torch.float64)
+        basis = torch.cat([t[:, None], rest], 1)
+        q = torch.linalg.qr(basis)[0]  # (ct, cs), orthonormal columns, q[:, 0] ~ t
+        rotation = torch.linalg.qr(torch.randn(cs, cs, generator=g, dtype=torch.float64))[0]
+        return (rotation @ q.T).float()
+
     def _frozen_modules(self):
-        if self.frozen_stages >= 0:
+        if self.frozen_stages >= 0 or self.freeze_ffn:
             yield self.patch_embed
+        if self.frozen_stages >= 0:
             yield from self.layers[:self.frozen_stages]
         for layer in self.layers:
             if self.freeze_attn:
@@ -314,7 +351,7 @@ class ViT(BaseBackbone):
                 yield from (layer.norm2, layer.mlp)
 
     def _freeze(self):
-        if self.frozen_stages >= 0:
+        if self.frozen_stages >= 0 or self.freeze_ffn:
             self.pos_embed.requires_grad = False
         for m in self._frozen_modules():
             m.eval()
@@ -331,22 +368,28 @@ class ViT(BaseBackbone):
     def init_weights(self):
         super().init_weights()
         if self.knowledge_token is not None and self.knowledge_token_file:
-            token = torch.load(self.knowledge_token_file, map_location='cpu',
-                               weights_only=True)['knowledge_token']
+            token = load_file(self.knowledge_token_file, map_location='cpu')['knowledge_token']
             if token.shape != self.knowledge_token.shape:
                 raise ValueError(f'{self.knowledge_token_file}: token of shape '
                                  f'{tuple(token.shape)}, the model expects '
                                  f'{tuple(self.knowledge_token.shape)}')
             with torch.no_grad():
                 self.knowledge_token.copy_(token)
+                if self.knowledge_token_map is not None:
+                    self.knowledge_token_map.copy_(self._fixed_token_map(token))
             print_log(f'ViT: knowledge token loaded from {self.knowledge_token_file}',
                       logger='current')
 
-    def convert_state_dict(self, state_dict: dict, prefix: str = '') -> list:
-        """Rewrite official / mmpretrain / MAE keys under ``prefix`` in place."""
-        if isinstance(state_dict.get(prefix + 'model'), dict):  # MAE: {'model': {...}}
-            state_dict.update({prefix + k: v for k, v in state_dict.pop(prefix + 'model').items()})
-        return convert_vit_backbone(state_dict, prefix, self.grid, self.patch_size)
+    def knowledge(self) -> Optional[torch.Tensor]:
+        """(1, 1, embed_dims): the knowledge token as the blocks receive it, or None."""
+        token = self.knowledge_token
+        if token is None:
+            return None
+        if self.knowledge_proj is not None:
+            return self.knowledge_proj(token)
+        if self.knowledge_token_map is not None:
+            return token @ self.knowledge_token_map.T
+        return token
 
     def _checkpointed_blocks(self) -> int:
         """How many leading blocks ``with_cp`` checkpoints."""
@@ -356,11 +399,6 @@ class ViT(BaseBackbone):
             return self.with_cp
         raise ValueError(f'with_cp must be a bool or a number of blocks in [0, '
                          f'{self.num_layers}], got {self.with_cp!r}')
-
-    def _convert_checkpoint(self, state_dict, prefix, *args, **kwargs):
-        notes = self.convert_state_dict(state_dict, prefix)
-        if notes:
-            print_log(f'ViT ({prefix or "backbone"}): ' + '; '.join(notes), logger='current')
 
     def _pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
         """(1, Hp*Wp, C): patch embedding of grid ``hw`` plus the shared slot 0."""
@@ -374,18 +412,15 @@ class ViT(BaseBackbone):
         b = x.shape[0]
         x, (hp, wp) = self.patch_embed(x)
         x = x + self._pos_embed((hp, wp))
-        extra = 0
-        if self.knowledge_token is not None:
-            token = self.knowledge_token
-            if self.knowledge_proj is not None:
-                token = self.knowledge_proj(token)
+        token = self.knowledge()
+        if token is not None:
             x = torch.cat([token.expand(b, -1, -1), x], dim=1)
-            extra = token.shape[1]
         checkpointed = self._checkpointed_blocks()
         for i, layer in enumerate(self.layers):
             if i < checkpointed and x.requires_grad:
                 x = cp.checkpoint(layer, x, (hp, wp), dataset_idx, use_reentrant=False)
             else:
                 x = layer(x, (hp, wp), dataset_idx)
+        extra = 0 if token is None else token.shape[1]
         x = self.last_norm(x[:, extra:])  # the knowledge token leaves here
         return (x.transpose(1, 2).reshape(b, self.embed_dims, hp, wp), )

@@ -17,7 +17,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpose.models.heads import HeatmapHead
 from mmpose.registry import MODELS
 
-from ..necks.transpose_encoder import sine_position_encoding
+from ..utils.position_encoding import sine_position_encoding
 
 
 class TokenPoseBlock(nn.Module):
@@ -76,7 +76,7 @@ class TokenPoseHead(HeatmapHead):
     Shapes:
         feats: tuple whose last item is (B, C, h*ph, w*pw) -> (B, K, H, W).
         ``last_attention``: (B, K + h*w, K + h*w), the last layer's attention averaged
-        over heads; rows 0..K-1 are the keypoint tokens.
+        over heads; rows 0..K-1 are the keypoint tokens. ``last_grid``: (h, w).
     """
 
     def __init__(self, in_channels: int, out_channels: int, heatmap_size: Sequence[int],
@@ -108,6 +108,7 @@ class TokenPoseHead(HeatmapHead):
             nn.Linear(hidden_dims, pixels)) if hidden_dims else nn.Sequential(
                 nn.LayerNorm(width), nn.Linear(width, pixels))
         self.last_attention: Optional[torch.Tensor] = None
+        self.last_grid: Optional[Tuple[int, int]] = None
 
     def patchify(self, x: torch.Tensor) -> Tuple[torch.Tensor, int, int]:
         """(B, C, h*ph, w*pw) -> (B, h*w, ph*pw*C) in the authors' order, and (h, w)."""
@@ -122,6 +123,7 @@ class TokenPoseHead(HeatmapHead):
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         patches, h, w = self.patchify(feats[-1])
+        self.last_grid = (h, w)
         x = self.patch_embed(patches)
         k = self.keypoint_tokens.shape[1]
         pos = sine_position_encoding(x.shape[-1], h, w, device=x.device).to(x.dtype)[None]

@@ -6,7 +6,6 @@ attention, ReLU FFN) process the H*W tokens. The last layer's attention maps are
 (``last_attention``: (B, H*W, H*W), averaged over heads) — TransPose's explanation of
 which image positions each keypoint position depends on.
 """
-import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -14,19 +13,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmpose.registry import MODELS
 
-
-def sine_position_encoding(d: int, h: int, w: int, temperature: float = 10000.0,
-                           device=None) -> torch.Tensor:
-    """(h*w, d) DETR-style 2-D sine encoding: d/2 channels for y, d/2 for x, positions
-    normalised to (0, 2*pi]."""
-    assert d % 4 == 0, 'the sine position encoding needs d divisible by 4'
-    y = torch.arange(1, h + 1, dtype=torch.float32, device=device) / h * 2 * math.pi
-    x = torch.arange(1, w + 1, dtype=torch.float32, device=device) / w * 2 * math.pi
-    dim_t = temperature**(2 * (torch.arange(d // 2, device=device) // 2) / (d // 2))
-    py, px = y[:, None] / dim_t, x[:, None] / dim_t  # (h, d/2), (w, d/2)
-    py = torch.stack([py[:, 0::2].sin(), py[:, 1::2].cos()], dim=2).flatten(1)
-    px = torch.stack([px[:, 0::2].sin(), px[:, 1::2].cos()], dim=2).flatten(1)
-    return torch.cat([py[:, None].expand(h, w, -1), px[None].expand(h, w, -1)], -1).flatten(0, 1)
+from ..utils.position_encoding import sine_position_encoding
 
 
 class EncoderLayer(nn.Module):

@@ -14,7 +14,6 @@ import torch
 from mmengine.model import ModuleDict
 from mmpose.registry import MODELS
 
-from ...checkpoint.vitpose_plus import heads_by_dataset
 from .strict_topdown import StrictTopdownPoseEstimator
 
 
@@ -63,19 +62,6 @@ class MultiHeadTopdownPoseEstimator(StrictTopdownPoseEstimator):
     @property
     def with_head(self) -> bool:
         return True
-
-    # ------------------------------------------------------------- checkpoints
-    def convert_state_dict(self, state_dict: dict, prefix: str) -> List[str]:
-        notes = super().convert_state_dict(state_dict, prefix)
-        # MMPose's own hook has already turned 'keypoint_head' into 'head' (and so
-        # 'associate_keypoint_heads' into 'associate_heads') in pre-1.0 files.
-        local = {k[len(prefix):]: state_dict.pop(k) for k in list(state_dict)
-                 if k.startswith(prefix)}
-        renamed = heads_by_dataset(local, self.dataset_names)
-        if list(renamed) != list(local):
-            notes.append(f'mapped ViTPose+ heads to {self.dataset_names}')
-        state_dict.update({prefix + k: v for k, v in renamed.items()})
-        return notes
 
     # ------------------------------------------------------------------ routing
     def dataset_indices(self, data_samples) -> torch.Tensor:

@@ -2,17 +2,16 @@
 
 MMEngine loads ``load_from`` / ``--checkpoint`` / ``init_model`` weights with
 ``strict=False``: a checkpoint of another model loads "successfully" with a
-warning and gives garbage heatmaps. This estimator first lets MMPose rename
-pre-1.0 heads (``keypoint_head`` -> ``head``) and the backbone translate its
-layout (official ViTPose, mmpretrain, MAE), then requires the result to match
-the model exactly, and raises an error naming every missing, unexpected or
+warning and gives garbage heatmaps. This estimator converts the checkpoint's layout
+once (official ViTPose, MMPose, MAE, Hugging Face, the TransPose and TokenPose
+authors'; :mod:`vitpose_plugin.checkpoint.convert`), then requires the result to
+match the model exactly, and raises an error naming every missing, unexpected or
 mis-shaped key.
 """
-from mmengine.logging import print_log
 from mmpose.models.pose_estimators import TopdownPoseEstimator
 from mmpose.registry import MODELS
 
-from ...deploy.precision import inference_precision
+from ...checkpoint.convert import convert_on_load
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -30,33 +29,22 @@ def _listing(title, items, limit=20):
 class StrictTopdownPoseEstimator(TopdownPoseEstimator):
     """``TopdownPoseEstimator`` whose checkpoints must match key for key.
 
-    Takes exactly the arguments of MMPose's ``TopdownPoseEstimator``;
-    ``test_cfg.precision`` ('fp32', 'bf16', 'fp16') sets the inference precision
-    (see :mod:`vitpose_plugin.deploy.precision`).
+    Takes exactly the arguments of MMPose's ``TopdownPoseEstimator``.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Registered after MMPose's own hook, so it sees renamed head keys.
+        if 'precision' in (self.test_cfg or {}):
+            raise ValueError(
+                'test_cfg.precision is not read by the model: set the inference precision '
+                'with vitpose_plugin.deploy.set_inference_precision(model, ...), the demo\'s '
+                "--precision, or custom_hooks=[dict(type='InferencePrecisionHook', "
+                "precision=...)] for mim test")
+        # after MMPose's own hook (pre-1.0 head names), before the strict check
+        convert_on_load(self)
         self._register_load_state_dict_pre_hook(self._strict_pre_hook)
 
-    def predict(self, inputs, data_samples):
-        with inference_precision(self, inputs.device.type):
-            return super().predict(inputs, data_samples)
-
-    def _forward(self, inputs, data_samples=None):
-        with inference_precision(self, inputs.device.type):
-            return super()._forward(inputs, data_samples)
-
-    def convert_state_dict(self, state_dict: dict, prefix: str) -> list:
-        """Rewrite source layouts under ``prefix`` in place; returns notes."""
-        convert = getattr(self.backbone, 'convert_state_dict', None)
-        return convert(state_dict, prefix + 'backbone.') if callable(convert) else []
-
     def _strict_pre_hook(self, state_dict, prefix, *args, **kwargs):
-        notes = self.convert_state_dict(state_dict, prefix)
-        if notes:
-            print_log('checkpoint: ' + '; '.join(notes), logger='current')
         expected = {prefix + k: tuple(v.shape) for k, v in self.state_dict().items()}
         got = {k: tuple(v.shape) for k, v in state_dict.items() if k.startswith(prefix)}
         missing = [k for k in expected if k not in got and not k.endswith('num_batches_tracked')]

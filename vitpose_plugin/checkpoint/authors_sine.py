@@ -1,0 +1,30 @@
+"""The fixed sine table that the TransPose and TokenPose authors store as a parameter.
+
+Their code keeps the 2-D sine encoding as a frozen ``nn.Parameter`` (``pos_embedding``,
+(h*w, 1, d) in TransPose, (1, h*w, d) in TokenPose), so it is in their checkpoints. The
+plugin computes the same table at run time; a file's table is dropped only after it is
+found equal to the plugin's for some h x w grid of its size. A table that differs is a
+learned encoding, which the plugin's models do not have.
+"""
+import torch
+
+# The authors normalise positions by (size + 1e-6) and the plugin by size: the tables
+# differ by < 1e-6 (see the test); anything learned differs by orders of magnitude more.
+ATOL = 1e-5
+
+
+def check_and_drop(table: torch.Tensor, key: str) -> str:
+    """Return a note if ``table`` is the plugin's sine table of some grid, else raise
+    ``ValueError`` naming ``key``."""
+    from ..models.utils.position_encoding import sine_position_encoding
+    t = table.detach().float().reshape(-1, table.shape[-1])
+    n, d = t.shape
+    for h in range(1, n + 1):
+        if n % h == 0 and d % 4 == 0:
+            ref = sine_position_encoding(d, h, n // h)
+            if torch.allclose(t, ref, atol=ATOL, rtol=0):
+                return f'{key}: the fixed sine table of a {h}x{n // h} grid, computed by ' \
+                       'the plugin at run time (dropped)'
+    raise ValueError(f'{key} {tuple(table.shape)} is not the fixed 2-D sine table: the file '
+                     'was trained with a learned position encoding, which the plugin\'s '
+                     'TransPose/TokenPose models do not have')
