@@ -31,7 +31,7 @@ from mmcv.ops import nms
 from mmengine.logging import print_log
 from tqdm import tqdm
 
-from vitpose_plugin.deploy import fold_batchnorm
+from vitpose_plugin.deploy import fold_batchnorm, set_inference_precision
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DET_CONFIG = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'faster_rcnn',
@@ -116,7 +116,6 @@ def build_models(args):
     detector.cfg = adapt_mmdet_pipeline(detector.cfg)
     pose = _load('pose', init_model, args.pose_config, args.pose_checkpoint, args)
     pose.test_cfg['output_heatmaps'] = args.draw_heatmap
-    pose.test_cfg['precision'] = args.precision
     fold_batchnorm(pose)  # inference only: same heatmaps, fewer operations
     if args.backend == 'onnxruntime':
         if args.precision != 'fp32' or args.attention_keypoint:
@@ -127,7 +126,9 @@ def build_models(args):
             use_onnxruntime(pose, args.onnx_file)
         except FileNotFoundError as e:
             raise InputError(f'--onnx-file: {e}') from e
-        print_log(f'pose network: onnxruntime, {pose.onnx_file}', logger='current')
+        print_log(f'pose network: onnxruntime, {pose.backbone.onnx_file}', logger='current')
+    else:
+        set_inference_precision(pose, args.precision)
     args.attention = None
     if args.attention_keypoint:
         from vitpose_plugin.visualization import KeypointAttention

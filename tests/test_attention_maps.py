@@ -10,8 +10,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpose.apis import inference_topdown, init_model
 
-from conftest import CONFIGS, SHARED_DATA, tiny_config
-from test_demo import run_demo, tiny_models  # noqa: F401  (fixture)
+from helpers import CONFIGS, SHARED_DATA, run_demo, tiny_config
 from vitpose_plugin.visualization import KeypointAttention, overlay_attention
 
 IMAGE = SHARED_DATA / 'images' / 'sunglasses.jpg'

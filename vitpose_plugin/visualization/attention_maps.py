@@ -10,7 +10,7 @@ attention row of that keypoint into a map over the image:
   tokens.
 
 Only the first forward of each call is used (MMPose's flip test runs a second one on the
-mirrored crops).
+mirrored crops). Recording uses forward hooks and never changes a prediction.
 """
 from typing import List, Sequence, Tuple
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from mmpose.structures.bbox import get_udp_warp_matrix, get_warp_matrix
 
+from ..models.backbones.attention import Attention
 from ..models.backbones.vit import ViT
 from ..models.backbones.window_attention import WindowAttention
 from ..models.heads.tokenpose_head import TokenPoseHead
@@ -60,33 +61,27 @@ class KeypointAttention:
                 f'(TokenPoseHead) and ViTPose (ViT backbone), not for a {type(backbone).__name__}'
                 f' backbone with a {type(head).__name__}')
 
-    def _grid(self, args, kwargs, out):
-        if self.module is self.model.head:  # feats -> patches of patch_size
-            ph, pw = self.module.patch_size
-            hh, ww = args[0][-1].shape[-2:]
-            return hh // ph, ww // pw
-        if isinstance(self.module, TransPoseEncoder):
-            return tuple(out[0].shape[-2:])
-        return tuple(kwargs.get('hw', args[1] if len(args) > 1 else None))  # ViT: (x, hw)
+    def _record(self, module, args, output):
+        if isinstance(self.module, TokenPoseHead):  # the head's last layer: (x, attn)
+            self.records.append((output[1].detach(), self.module.last_grid))
+        elif isinstance(self.module, TransPoseEncoder):
+            self.records.append((self.module.last_attention, tuple(output[0].shape[-2:])))
+        else:  # a ViT block's Attention, called as attn(x, hw)
+            self.records.append((self.module.last_attention, tuple(args[1])))
 
     def __enter__(self):
         self.records.clear()
-        original = self.module.forward
-
-        def recording_forward(*args, **kwargs):
-            out = original(*args, **kwargs)
-            self.records.append((self.module.last_attention, self._grid(args, kwargs, out)))
-            return out
-
-        # an instance attribute, so that direct ``head.forward(...)`` calls are seen too
-        self.module.forward = recording_forward
-        if self.kind == 'grid' and not isinstance(self.module, TransPoseEncoder):
+        # MMPose calls head.forward() directly, so TokenPose is hooked at its last layer
+        hooked = self.module.layers[-1] if isinstance(self.module, TokenPoseHead) else \
+            self.module
+        self._handle = hooked.register_forward_hook(self._record)
+        if isinstance(self.module, Attention):
             self.module.keep_attention = True
         return self
 
     def __exit__(self, *exc):
-        del self.module.forward
-        if hasattr(self.module, 'keep_attention'):
+        self._handle.remove()
+        if isinstance(self.module, Attention):
             self.module.keep_attention = False
         return False
 

@@ -24,8 +24,9 @@ class Attention(nn.Module):
         x (B, N, C) -> (B, N, C); ``hw`` (the token grid) is accepted and unused.
 
     Setting ``keep_attention = True`` (a run-time switch, used to draw attention maps)
-    computes the attention explicitly and keeps ``last_attention``: (B, N, N), averaged
-    over heads.
+    also computes the attention matrix explicitly and keeps it as ``last_attention``:
+    (B, N, N), averaged over heads. The block's output is computed as without the switch,
+    so recording never changes a prediction.
     """
 
     def __init__(self, embed_dims, num_heads, qkv_bias=True, attn_drop=0.0, proj_drop=0.0,
@@ -60,9 +61,8 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dims)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, d)
         if self.keep_attention:
-            attn = ((q * self.head_dims**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
-            self.last_attention = attn.mean(1).detach()
-            x = (attn @ v).transpose(1, 2).reshape(b, n, c)
-        else:
-            x = self.attend(q, k, v).transpose(1, 2).reshape(b, n, c)
+            with torch.no_grad():
+                attn = ((q * self.head_dims**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+            self.last_attention = attn.mean(1)
+        x = self.attend(q, k, v).transpose(1, 2).reshape(b, n, c)
         return self.proj_drop(self.proj(x))
