@@ -1,7 +1,5 @@
-"""Knowledge-token distillation: stage 1 (token), stage 2 (student), end to end."""
-import json
+"""Knowledge-token distillation: stage 1 (token), stage 2 (student), checkpoints, resume."""
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,12 +9,22 @@ from mmengine.registry import init_default_scope
 from mmpose.apis import init_model
 from mmpose.registry import DATASETS, MODELS
 
-from conftest import CONFIGS, REPO, tiny_config
+from helpers import (
+    CONFIGS,
+    MIM,
+    REPO,
+    lifecycle,
+    mim_train,
+    resume_after_sigkill_matches,
+    shared_coco_options,
+    tiny_config,
+)
 
 PLAIN = 'td-hm_vitpose-base_8xb64-210e_coco-256x192.py'
 TEACHER = dict(embed_dims=64, num_layers=2, num_heads=4)
 STUDENT = dict(embed_dims=32, num_layers=2, num_heads=2)
 DISTILL = CONFIGS / 'vitpose' / 'distill'
+SANITY = CONFIGS / 'vitpose' / 'sanity' / 'td-hm_vitpose-tiny_1xb12-150it_shared-coco-256x192.py'
 
 
 def teacher_file(tmp_path):
@@ -26,6 +34,13 @@ def teacher_file(tmp_path):
     path = tmp_path / 'teacher.pth'
     torch.save({'state_dict': teacher.state_dict()}, path)
     return str(path)
+
+
+def token_file(tmp_path):
+    torch.manual_seed(1)
+    torch.save({'knowledge_token': torch.randn(1, 1, TEACHER['embed_dims'])},
+               tmp_path / 'token.pth')
+    return str(tmp_path / 'token.pth')
 
 
 def batch(model, coco_dir, n=4):
@@ -72,46 +87,73 @@ def test_stage1_trains_only_the_token(coco_dir, tmp_path):
     assert losses[-1] < losses[0]
 
 
-def stage2_config(mode, teacher_ckpt, token_file):
-    cfg = Config.fromfile(str(DISTILL / f'td-hm_vitpose-small-from-base-{mode}_8xb64-210e_coco-256x192.py'))
-    cfg.model.backbone.update(arch=dict(STUDENT), init_cfg=None,
+def stage2_config(mode, teacher_ckpt, token, student=STUDENT):
+    name = f'td-hm_vitpose-small-from-base-{mode}_8xb64-210e_coco-256x192.py'
+    cfg = Config.fromfile(str(DISTILL / name))
+    cfg.model.backbone.update(arch=dict(student), init_cfg=None,
                               knowledge_token_dims=TEACHER['embed_dims'],
-                              knowledge_token_file=token_file)
-    cfg.model.head.update(in_channels=STUDENT['embed_dims'], deconv_out_channels=(16, 16))
-    cfg.model.teacher = tiny_config(PLAIN, TEACHER).model
+                              knowledge_token_file=token)
+    cfg.model.head.update(in_channels=student['embed_dims'], deconv_out_channels=(16, 16))
+    if mode == 'tod':
+        cfg.model.teacher = tiny_config(PLAIN, TEACHER).model
     cfg.model.teacher_checkpoint = teacher_ckpt
     return cfg
 
 
 def test_stage2_tod(coco_dir, tmp_path):
     init_default_scope('mmpose')
-    token = torch.randn(1, 1, TEACHER['embed_dims'])
-    torch.save({'knowledge_token': token}, tmp_path / 'token.pth')
-    cfg = stage2_config('tod', teacher_file(tmp_path), str(tmp_path / 'token.pth'))
+    cfg = stage2_config('tod', teacher_file(tmp_path), token_file(tmp_path))
     distiller = MODELS.build(cfg.model)
     distiller.init_weights()
     distiller.train()
+    token = torch.load(tmp_path / 'token.pth')['knowledge_token']
     assert torch.equal(distiller.backbone.knowledge_token, token)
     assert not distiller.backbone.knowledge_token.requires_grad
-    assert distiller.backbone.knowledge_proj.weight.requires_grad  # 64 -> 32 wide
-    data = batch(distiller, coco_dir)
-    losses = distiller.loss(data['inputs'], data['data_samples'])
-    assert losses['loss_kpt'] > 0 and losses['loss_distill'] > 0
-    (losses['loss_kpt'] + losses['loss_distill']).backward()
-    assert all(p.grad is None for p in distiller.teacher.parameters())
-    assert distiller.backbone.knowledge_proj.weight.grad.abs().sum() > 0
-    # the teacher term is the MSE against the frozen teacher's heatmaps
-    with torch.no_grad():
-        want = distiller.distill_loss(distiller._forward(data['inputs']),
-                                      distiller.teacher._forward(data['inputs']),
-                                      torch.cat([d.gt_instance_labels.keypoint_weights
-                                                 for d in data['data_samples']]))
-    assert torch.allclose(losses['loss_distill'], want)
+    # the teacher is nowhere in the model's parameters or state
+    assert not any(n.startswith('teacher.') for n, _ in distiller.named_parameters())
+    assert not any(k.startswith('teacher.') for k in distiller.state_dict())
 
-    # student checkpoints hold no teacher and load into the plain student config
+    # t* reaches the student through a fixed map that keeps all of it (64 -> 32 wide)
+    received = distiller.backbone.knowledge().detach().clone()
+    m = distiller.backbone.knowledge_token_map
+    assert received.shape == (1, 1, STUDENT['embed_dims'])
+    assert torch.allclose(received.norm(), token.norm(), rtol=1e-5)
+    assert torch.allclose(received @ m, token, atol=1e-5)  # M^T M t = t
+
+    data = batch(distiller, coco_dir)
+    calls, bn = [], distiller.head.deconv_layers[1]
+    handle = distiller.head.final_layer.register_forward_hook(lambda *a: calls.append(1))
+    batches_seen = int(bn.num_batches_tracked)
+    losses = distiller.loss(data['inputs'], data['data_samples'])
+    handle.remove()
+    assert len(calls) == 1 and int(bn.num_batches_tracked) == batches_seen + 1  # head ran once
+    assert losses['loss_kpt'] > 0 and losses['loss_distill'] > 0
+    opt = torch.optim.AdamW([p for p in distiller.parameters() if p.requires_grad], lr=1e-2)
+    (losses['loss_kpt'] + losses['loss_distill']).backward()
+    opt.step()
+    assert all(p.grad is None for p in distiller.teacher.parameters())
+    assert torch.equal(distiller.backbone.knowledge(), received)  # bit-identical after a step
+
+    # the teacher term is the plain MSE over all heatmaps; the masked one is an option
+    distiller.eval()
+    with torch.no_grad():
+        student = distiller._forward(data['inputs'])
+        teacher = distiller.teacher._forward(data['inputs'])
+        distiller.train()
+        torch.manual_seed(0)
+        got = distiller.loss(data['inputs'], data['data_samples'])['loss_distill']
+        torch.manual_seed(0)
+        heatmaps = distiller.head.forward(distiller.extract_feat(data['inputs']))
+    assert torch.allclose(got, ((heatmaps - teacher)**2).mean())
+    assert not torch.allclose(student, teacher)
+    masked = MODELS.build(dict(cfg.model, distill_visible_only=True))
+    assert masked.distill_loss.use_target_weight and not distiller.distill_loss.use_target_weight
+
+    # its checkpoint loads strictly into the distiller and into the plain student config
     sd = distiller.state_dict()
-    assert not any(k.startswith('teacher.') for k in sd) and 'backbone.knowledge_token' in sd
     torch.save({'state_dict': sd}, tmp_path / 'student.pth')
+    again = MODELS.build(cfg.model)
+    again.load_state_dict(torch.load(tmp_path / 'student.pth')['state_dict'], strict=True)
     plain = tiny_config(PLAIN, STUDENT, deconv=(16, 16))
     plain.model.backbone.knowledge_token_dims = TEACHER['embed_dims']
     student = init_model(plain, str(tmp_path / 'student.pth'), device='cpu')
@@ -121,32 +163,69 @@ def test_stage2_tod(coco_dir, tmp_path):
         assert torch.equal(student._forward(x), distiller._forward(x))
 
 
-def test_stage2_td_has_no_teacher(tmp_path):
+def test_learned_projection_is_a_named_option(tmp_path):
     init_default_scope('mmpose')
-    torch.save({'knowledge_token': torch.randn(1, 1, 64)}, tmp_path / 'token.pth')
-    cfg = stage2_config('td', 'unused.pth', str(tmp_path / 'token.pth'))
-    distiller = MODELS.build(cfg.model)
+    cfg = stage2_config('td', 'unused.pth', token_file(tmp_path))
+    cfg.model.backbone.knowledge_token_proj = 'learned'
+    model = MODELS.build(cfg.model)
+    assert model.backbone.knowledge_token_map is None
+    assert model.backbone.knowledge_proj.weight.requires_grad
+
+
+def test_td_has_no_teacher_and_tod_needs_its_checkpoint(tmp_path):
+    init_default_scope('mmpose')
+    distiller = MODELS.build(stage2_config('td', 'unused.pth', token_file(tmp_path)).model)
     assert distiller.teacher is None
+    cfg = stage2_config('tod', None, token_file(tmp_path))
+    with pytest.raises(ValueError, match='teacher_checkpoint'):
+        MODELS.build(cfg.model)
 
 
-def _mim_train(config, work_dir, coco_dir, *opts):
-    data = [f'{s}_dataloader.dataset.data_root={coco_dir}' for s in ('train', 'val', 'test')]
-    data += [f'{s}_evaluator.ann_file={coco_dir}/test_coco.json' for s in ('val', 'test')]
-    subprocess.run([sys.executable, '-m', 'mim', 'train', 'mmpose', str(config), '--work-dir',
-                    str(work_dir), '--cfg-options'] + data + list(opts),
-                   check=True, cwd=REPO, capture_output=True)
-    records = [json.loads(line) for p in sorted(work_dir.rglob('scalars.json'))
-               for line in p.read_text().splitlines() if '"coco/AP"' in line]
-    return records[-1]['coco/AP']
+def _runner_config(mode, tmp_path):
+    cfg = stage2_config(mode, teacher_file(tmp_path), token_file(tmp_path))
+    cfg.optim_wrapper.paramwise_cfg.num_layers = STUDENT['num_layers']
+    return cfg
+
+
+@pytest.mark.parametrize('mode', ['td', 'tod'])
+def test_distiller_lifecycle(mode, coco_dir, tmp_path, images):
+    """Trains (the loss falls), saves, reloads its own checkpoint strictly, resumes,
+    infers and tests, and `mim test` runs the distillation config."""
+    cfg = _runner_config(mode, tmp_path)
+    lifecycle(cfg, coco_dir, tmp_path / 'work', images / 'sunglasses.jpg')
+    config = tmp_path / 'work' / 'lifecycle_cfg.py'
+    res = subprocess.run(MIM + ['test', 'mmpose', str(config), '--checkpoint',
+                                str(tmp_path / 'work' / 'iter_4.pth'), '--work-dir',
+                                str(tmp_path / 'test'), '--cfg-options']
+                         + shared_coco_options(coco_dir), cwd=REPO, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'coco/AP:' in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_distillation_resumes_bit_identical_after_sigkill(coco_dir, tmp_path):
+    cfg = _runner_config('tod', tmp_path)
+    sanity = Config.fromfile(str(SANITY))
+    for key in ('train_cfg', 'train_dataloader', 'val_dataloader', 'test_dataloader',
+                'val_evaluator', 'test_evaluator', 'param_scheduler', 'log_processor'):
+        cfg[key] = sanity[key]
+    cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 12
+    cfg.param_scheduler = [dict(type='MultiStepLR', milestones=[6], by_epoch=False)]
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=3, by_epoch=False)
+    cfg.randomness = dict(seed=7, deterministic=True)
+    cfg.train_dataloader.batch_size = 4
+    cfg.dump(str(tmp_path / 'tod.py'))
+    resume_after_sigkill_matches(tmp_path / 'tod.py', coco_dir, tmp_path, kill_at=3, last=12)
 
 
 @pytest.mark.slow
 def test_end_to_end_teacher_token_student(coco_dir, tmp_path):
     """Through `mim train`: tiny teacher -> token (stage 1) -> distilled student."""
-    sanity = CONFIGS / 'vitpose' / 'sanity' / 'td-hm_vitpose-tiny_1xb12-150it_shared-coco-256x192.py'
-    teacher_ap = _mim_train(sanity, tmp_path / 'teacher', coco_dir)
+    import sys
+    teacher_ap = mim_train(SANITY, tmp_path / 'teacher', coco_dir)
 
-    stage1 = Config.fromfile(str(sanity))
+    stage1 = Config.fromfile(str(SANITY))
     stage1.model.type = 'KnowledgeTokenLearner'
     stage1.model.teacher_checkpoint = str(tmp_path / 'teacher' / 'iter_150.pth')
     stage1.model.backbone.knowledge_token_dims = 128
@@ -155,15 +234,15 @@ def test_end_to_end_teacher_token_student(coco_dir, tmp_path):
     stage1.optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.0))
     stage1.default_hooks.checkpoint.interval = 30
     stage1.dump(str(tmp_path / 'stage1.py'))
-    token_ap = _mim_train(tmp_path / 'stage1.py', tmp_path / 'stage1', coco_dir)
+    token_ap = mim_train(tmp_path / 'stage1.py', tmp_path / 'stage1', coco_dir)
     subprocess.run([sys.executable, str(REPO / 'tools' / 'extract_knowledge_token.py'),
                     str(tmp_path / 'stage1' / 'iter_30.pth'), str(tmp_path / 'token.pth')],
                    check=True, capture_output=True)
 
-    stage2 = Config.fromfile(str(sanity))
+    stage2 = Config.fromfile(str(SANITY))
     stage2.model.type = 'KnowledgeTokenDistiller'
     stage2.model.mode = 'tod'
-    stage2.model.teacher = Config.fromfile(str(sanity)).model
+    stage2.model.teacher = Config.fromfile(str(SANITY)).model
     stage2.model.teacher_checkpoint = str(tmp_path / 'teacher' / 'iter_150.pth')
     stage2.model.backbone.update(arch=dict(embed_dims=64, num_layers=2, num_heads=4),
                                  knowledge_token_dims=128,
@@ -172,7 +251,7 @@ def test_end_to_end_teacher_token_student(coco_dir, tmp_path):
     stage2.model.head.in_channels = 64
     stage2.optim_wrapper.paramwise_cfg.num_layers = 2
     stage2.dump(str(tmp_path / 'stage2.py'))
-    student_ap = _mim_train(tmp_path / 'stage2.py', tmp_path / 'stage2', coco_dir)
+    student_ap = mim_train(tmp_path / 'stage2.py', tmp_path / 'stage2', coco_dir)
     print(f'teacher AP {teacher_ap:.3f}, teacher + token AP {token_ap:.3f}, '
           f'student AP {student_ap:.3f}')
     assert teacher_ap >= 0.9 and token_ap >= 0.9

@@ -7,12 +7,13 @@ import uuid
 import cv2
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmpose.registry import MODELS
 
-from conftest import CONFIGS, REPO, SHARED_DATA, TINY_ARCH, tiny_config
+from helpers import CONFIGS, REPO, SHARED_DATA, TINY_ARCH, tiny_config
 
 MAE = CONFIGS / 'vitpose' / 'mae'
 
@@ -75,15 +76,24 @@ def test_encoder_sees_only_visible_tokens():
     torch.manual_seed(0)
     model = MODELS.build(tiny_mae_config().model).eval()
     imgs = torch.randn(1, 3, 256, 192)
-    keep, _ = model.random_masking(1, 192, 'cpu')
-    latent, hw = model.encode(imgs, keep)
+    keep, mask = model.random_masking(1, 192, 'cpu')
+    latent, hw = model.encode(imgs, keep, mask)
     assert latent.shape == (1, 48, TINY_ARCH['embed_dims']) and hw == (16, 12)
     # a hidden patch's pixels do not reach the encoder
     hidden = next(i for i in range(192) if i not in keep[0].tolist())
     r, c = divmod(hidden, 12)
     changed = imgs.clone()
     changed[..., r * 16 + 4:r * 16 + 12, c * 16 + 4:c * 16 + 12] += 5.0  # its interior
-    assert torch.equal(model.encode(changed, keep)[0], latent)
+    assert torch.equal(model.encode(changed, keep, mask)[0], latent)
+    # nor does any pixel of any hidden patch, although the patch convolution (padding 2)
+    # reads a 2-pixel strip of the patches above and left of every visible token
+    pixels = F.interpolate(mask.reshape(1, 1, 16, 12), scale_factor=16.0) > 0
+    changed = torch.where(pixels, torch.randn_like(imgs) * 10, imgs)
+    assert torch.equal(model.encode(changed, keep, mask)[0], latent)
+    # without the masking of pixels a visible token would see its hidden neighbours
+    leak, _ = model.backbone.patch_embed(changed)
+    seen, _ = model.backbone.patch_embed(imgs)
+    assert not torch.equal(leak[0, keep[0]], seen[0, keep[0]])
 
 
 @pytest.mark.slow
@@ -127,8 +137,8 @@ def test_pretrain_on_crops_then_finetune(tmp_path):
         assert torch.equal(v, encoder[k]), k
 
     # and a fine-tuning run starts from it through the runner
-    from test_runner import _on_shared_coco
-    pose_cfg = _on_shared_coco(pose_cfg, SHARED_DATA / 'coco', tmp_path / 'finetune')
+    from helpers import on_shared_coco
+    pose_cfg = on_shared_coco(pose_cfg, SHARED_DATA / 'coco', tmp_path / 'finetune')
     pose_cfg.visualizer.name = f'visualizer_{uuid.uuid4().hex}'
     runner = Runner.from_cfg(pose_cfg)
     runner.train()

@@ -97,7 +97,8 @@ def test_partial_checkpointing_saves_less_for_backward():
             vit(x)
         saved.append(total[0])
     assert saved[0] > saved[1] > saved[2]
-    with pytest.raises(ValueError, match=r'with_cp must be a bool or a number of blocks in \[0, 4\]'):
+    with pytest.raises(ValueError,
+                       match=r'with_cp must be a bool or a number of blocks in \[0, 4\]'):
         ViT(arch=dict(embed_dims=32, num_layers=4, num_heads=2), with_cp=5)
 
 
@@ -109,7 +110,8 @@ def _step(vit):
 
 @pytest.mark.parametrize('kwargs,frozen,trained', [
     (dict(freeze_attn=True), ['attn.', 'norm1.'], ['mlp.', 'norm2.', 'patch_embed', 'pos_embed']),
-    (dict(freeze_ffn=True), ['mlp.', 'norm2.'], ['attn.', 'norm1.', 'patch_embed', 'pos_embed']),
+    # as the authors' _freeze_stages: freezing the FFNs freezes the embeddings too
+    (dict(freeze_ffn=True), ['mlp.', 'norm2.', 'patch_embed', 'pos_embed'], ['attn.', 'norm1.']),
     (dict(frozen_stages=1), ['patch_embed', 'pos_embed', 'layers.0.'], ['layers.1.', 'last_norm']),
 ])
 def test_partial_finetuning(kwargs, frozen, trained):
@@ -126,6 +128,7 @@ def test_partial_finetuning(kwargs, frozen, trained):
             assert not torch.equal(before[name], after[name]), name
     for name in (n for n, m in vit.named_modules() if any(f in n + '.' for f in frozen)):
         assert not dict(vit.named_modules())[name].training, name
+    assert vit.pos_embed.requires_grad == ('pos_embed' not in frozen)
 
 
 def test_layer_norms_use_official_eps():

@@ -5,19 +5,24 @@ token t appended to its visual tokens; everything but t is frozen and t is train
 with the usual heatmap loss, t* = argmin_t MSE(T({t; X}), K_gt).
 
 Stage 2, :class:`KnowledgeTokenDistiller`: the student carries t* (frozen; mapped to
-the student's width by a learned Linear when the widths differ) and is trained with
-``'td'``: MSE(S({t*; X}), K_gt), or ``'tod'``: that plus MSE(S({t*; X}), K_t), K_t
-being the frozen teacher's heatmaps on the same augmented input. Only the student is
-saved: its checkpoints load into the plain student config (which keeps t*).
+the student's width by a fixed, information-preserving map when the widths differ, see
+``ViT(knowledge_token_proj=...)``) and is trained with ``'td'``: MSE(S({t*; X}), K_gt),
+or ``'tod'``: that plus MSE(S({t*; X}), K_t) over all heatmaps, K_t being the frozen
+teacher's heatmaps on the same augmented input. The teacher is not part of the model's
+modules: checkpoints hold the student only, load strictly into the distiller (for
+``--resume`` and ``mim test``) and into the plain student config.
 """
 from typing import Optional, Union
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
+from mmpose.evaluation.functional import pose_pck_accuracy
+from mmpose.models.heads import HeatmapHead
 from mmpose.registry import MODELS
+from mmpose.utils.tensor_utils import to_numpy
 
+from ...checkpoint.safe_load import load_state_dict_file
 from ..pose_estimators.strict_topdown import StrictTopdownPoseEstimator
 
 
@@ -25,11 +30,6 @@ def _frozen(module: torch.nn.Module):
     for p in module.parameters():
         p.requires_grad = False
     return module.eval()
-
-
-def _teacher_weights(path: str) -> dict:
-    ckpt = _load_checkpoint(path, map_location='cpu')
-    return ckpt.get('state_dict', ckpt)
 
 
 @MODELS.register_module()
@@ -55,10 +55,10 @@ class KnowledgeTokenLearner(StrictTopdownPoseEstimator):
     def init_weights(self):
         super().init_weights()
         if self.teacher_checkpoint:
-            weights = dict(_teacher_weights(self.teacher_checkpoint))
+            weights = dict(load_state_dict_file(self.teacher_checkpoint))
             # the teacher has no token yet: keep the token's own initialisation
             weights['backbone.knowledge_token'] = self.backbone.knowledge_token.detach().clone()
-            load_state_dict(self, weights, strict=True)
+            self.load_state_dict(weights, strict=True)
             print_log(f'teacher loaded from {self.teacher_checkpoint}', logger='current')
 
     def train(self, mode: bool = True):
@@ -76,73 +76,86 @@ class KnowledgeTokenDistiller(StrictTopdownPoseEstimator):
     from a frozen teacher's heatmaps.
 
     Args:
-        backbone, neck, head, ...: the student, as ``TopdownPoseEstimator``; its
-            backbone carries the token (``knowledge_token_dims``,
-            ``knowledge_token_file``, ``freeze_knowledge_token=True``).
+        backbone, neck, head, ...: the student, as ``TopdownPoseEstimator`` (a
+            ``HeatmapHead``); its backbone carries the token
+            (``knowledge_token_dims``, ``knowledge_token_file``,
+            ``freeze_knowledge_token=True``).
         mode: ``'td'`` (token distillation) or ``'tod'`` (token + output).
-        teacher: the teacher's model config (dict, or a config file whose
-            ``model`` is used); needed for ``'tod'``.
-        teacher_checkpoint: the teacher's weights.
-        distill_loss: loss between student and teacher heatmaps
-            (default ``KeypointMSELoss`` with target weights, weight 1).
+        teacher: the teacher's model config (dict, or a config file whose ``model``
+            is used); ``'tod'`` only.
+        teacher_checkpoint: the teacher's weights (required by ``'tod'``; loaded
+            strictly by ``init_weights()``, i.e. when training starts).
+        distill_loss: loss between student and teacher heatmaps (default MSE over all
+            heatmaps, as the paper writes it).
+        distill_visible_only: weight the teacher term by the ground-truth keypoint
+            weights instead (heatmaps of unlabelled keypoints then get no teacher
+            signal).
     """
 
     def __init__(self, *args, mode: str = 'td', teacher: Union[dict, str, None] = None,
                  teacher_checkpoint: Optional[str] = None,
-                 distill_loss: Optional[dict] = None, **kwargs):
+                 distill_loss: Optional[dict] = None, distill_visible_only: bool = False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         if mode not in ('td', 'tod'):
             raise ValueError(f"mode must be 'td' or 'tod', got {mode!r}")
-        if mode == 'tod' and teacher is None:
-            raise ValueError("mode='tod' needs a teacher model config")
+        if not isinstance(self.head, HeatmapHead):
+            raise TypeError(f'KnowledgeTokenDistiller needs a HeatmapHead, got '
+                            f'{type(self.head).__name__}')
         self.mode = mode
-        self.teacher = None
         self.teacher_checkpoint = teacher_checkpoint
+        self.distill_visible_only = distill_visible_only
+        teacher_model = None
         if mode == 'tod':
+            if teacher is None or not teacher_checkpoint:
+                raise ValueError("mode='tod' needs a teacher model config and its "
+                                 'teacher_checkpoint (a random teacher teaches nothing)')
             if isinstance(teacher, str):
                 teacher = Config.fromfile(teacher).model
-            self.teacher = _frozen(MODELS.build(teacher))
+            teacher_model = _frozen(MODELS.build(teacher))
             self.distill_loss = MODELS.build(distill_loss or dict(
-                type='KeypointMSELoss', use_target_weight=True, loss_weight=1.0))
-        # the teacher is not part of the student's checkpoints
-        self._register_state_dict_hook(_drop_teacher)
-        self.register_load_state_dict_post_hook(_teacher_keys_not_missing)
+                type='KeypointMSELoss', use_target_weight=distill_visible_only,
+                loss_weight=1.0))
+        # a plain attribute, not a submodule: not saved, loaded, trained or optimised
+        object.__setattr__(self, 'teacher', teacher_model)
+        self._teacher_loaded = False
 
-    def init_weights(self):
-        teacher = self.teacher
-        self.teacher = None  # keep the student's init from touching the teacher
-        super().init_weights()
-        self.teacher = teacher
-        if self.teacher is not None and self.teacher_checkpoint:
-            load_state_dict(self.teacher, _teacher_weights(self.teacher_checkpoint),
-                            strict=True)
-            print_log(f'teacher loaded from {self.teacher_checkpoint}', logger='current')
-
-    def train(self, mode: bool = True):
-        super().train(mode)
+    def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .half() reach the teacher
+        super()._apply(fn, *args, **kwargs)
         if self.teacher is not None:
-            self.teacher.eval()
+            self.teacher._apply(fn, *args, **kwargs)
         return self
 
-    def loss(self, inputs, data_samples) -> dict:
-        feats = self.extract_feat(inputs)
-        losses = self.head.loss(feats, data_samples, train_cfg=self.train_cfg)
-        if self.mode == 'tod':
-            with torch.no_grad():
-                target = self.teacher._forward(inputs)
-            pred = self.head.forward(feats)
-            weights = torch.cat([d.gt_instance_labels.keypoint_weights for d in data_samples])
-            losses['loss_distill'] = self.distill_loss(pred, target, weights)
+    def init_weights(self):
+        super().init_weights()
+        if self.teacher is not None:
+            self.teacher.load_state_dict(load_state_dict_file(self.teacher_checkpoint),
+                                         strict=True)
+            self._teacher_loaded = True
+            print_log(f'teacher loaded from {self.teacher_checkpoint}', logger='current')
+
+    def _gt_loss(self, heatmaps, data_samples) -> dict:
+        """``HeatmapHead.loss`` on heatmaps the head has already computed."""
+        gt = torch.stack([d.gt_fields.heatmaps for d in data_samples])
+        weights = torch.cat([d.gt_instance_labels.keypoint_weights for d in data_samples])
+        losses = dict(loss_kpt=self.head.loss_module(heatmaps, gt, weights))
+        if self.train_cfg.get('compute_acc', True):
+            _, acc, _ = pose_pck_accuracy(output=to_numpy(heatmaps), target=to_numpy(gt),
+                                          mask=to_numpy(weights) > 0)
+            losses['acc_pose'] = torch.tensor(acc, device=gt.device)
         return losses
 
-
-def _drop_teacher(module, state_dict, prefix, local_metadata):
-    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
-        del state_dict[key]
-    return state_dict
-
-
-def _teacher_keys_not_missing(module, incompatible_keys):
-    """Student checkpoints hold no teacher: its keys are not 'missing'."""
-    keep = [k for k in incompatible_keys.missing_keys if not k.startswith('teacher.')]
-    incompatible_keys.missing_keys[:] = keep
+    def loss(self, inputs, data_samples) -> dict:
+        heatmaps = self.head.forward(self.extract_feat(inputs))  # the head runs once
+        losses = self._gt_loss(heatmaps, data_samples)
+        if self.mode == 'tod':
+            if not self._teacher_loaded:
+                raise RuntimeError('the teacher has no weights: init_weights() loads '
+                                   f'{self.teacher_checkpoint} when training starts')
+            self.teacher.to(inputs.device)
+            with torch.no_grad():
+                target = self.teacher._forward(inputs)
+            weights = torch.cat([d.gt_instance_labels.keypoint_weights
+                                 for d in data_samples]) if self.distill_visible_only else None
+            losses['loss_distill'] = self.distill_loss(heatmaps, target, weights)
+        return losses

@@ -6,31 +6,24 @@ transformer decoder with a learned mask token reconstructs the pixels of the hid
 patches; the loss is the MSE over hidden patches only, optionally on per-patch
 normalised pixels. The encoder is the model's ``backbone``, so a pose config picks
 it up with ``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=...)``.
+
+ViTPose's patch convolution (kernel 16, stride 16, padding 2) reads a 2-pixel strip of
+the patches above and left of each token. So that a visible token never sees a hidden
+patch, the pixels of hidden patches are zeroed (the mean colour, after normalisation)
+before the convolution; fine-tuning then uses the same convolution on whole images.
 """
 from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.model.weight_init import trunc_normal_
 from mmpose.registry import MODELS
 
 from ..backbones.attention import Attention
 from ..backbones.vit import Block
-
-
-def sincos_pos_embed(dims: int, grid: Tuple[int, int]) -> torch.Tensor:
-    """(1, h*w, dims) fixed 2-D sine-cosine position embedding (MAE's)."""
-    assert dims % 4 == 0, 'sin-cos position embedding needs dims divisible by 4'
-    h, w = grid
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64),
-                            torch.arange(w, dtype=torch.float64), indexing='ij')
-    omega = 1.0 / 10000**(torch.arange(dims // 4, dtype=torch.float64) / (dims / 4))
-    parts = []
-    for pos in (ys.flatten(), xs.flatten()):
-        out = pos[:, None] * omega[None]
-        parts += [torch.sin(out), torch.cos(out)]
-    return torch.cat(parts, dim=1).float()[None]
+from ..utils.position_encoding import sincos_position_embedding
 
 
 @MODELS.register_module()
@@ -67,12 +60,12 @@ class ViTMAE(BaseModel):
         # MAE's fixed sin-cos position embedding (slot 0 stays 0: nothing is added)
         with torch.no_grad():
             enc.pos_embed.zero_()
-            enc.pos_embed[:, 1:] = sincos_pos_embed(c, enc.grid)
+            enc.pos_embed[:, 1:] = sincos_position_embedding(c, enc.grid)
         enc.pos_embed.requires_grad = False
 
         self.decoder_embed = nn.Linear(c, decoder_dims)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dims))
-        self.register_buffer('decoder_pos_embed', sincos_pos_embed(decoder_dims, enc.grid),
+        self.register_buffer('decoder_pos_embed', sincos_position_embedding(decoder_dims, enc.grid),
                              persistent=False)
         self.decoder_layers = nn.ModuleList(
             Block(Attention(decoder_dims, decoder_heads), decoder_dims)
@@ -108,9 +101,18 @@ class ViTMAE(BaseModel):
         mask.scatter_(1, keep, 0.0)
         return keep, mask
 
-    def encode(self, imgs: torch.Tensor, keep: torch.Tensor):
+    def visible_pixels(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``imgs`` with the pixels of hidden patches (``mask`` (B, N), 1 = hidden) set
+        to 0."""
+        b, _, h, w = imgs.shape
+        hidden = mask.reshape(b, 1, h // self.patch, w // self.patch)
+        keep = 1.0 - F.interpolate(hidden, scale_factor=self.patch, mode='nearest')
+        return imgs * keep.to(imgs.dtype)
+
+    def encode(self, imgs: torch.Tensor, keep: torch.Tensor, mask: torch.Tensor):
+        """Latents (B, n_keep, C) of the visible tokens, and the token grid."""
         enc = self.backbone
-        x, hw = enc.patch_embed(imgs)
+        x, hw = enc.patch_embed(self.visible_pixels(imgs, mask))
         x = x + enc._pos_embed(hw)
         x = x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))  # visible tokens only
         for layer in enc.layers:
@@ -140,13 +142,13 @@ class ViTMAE(BaseModel):
     # ------------------------------------------------------------------- modes
     def reconstruct(self, imgs: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Predicted patches, mask and grid for a batch of normalised images."""
-        b = imgs.shape[0]
-        n = (imgs.shape[2] // self.patch) * (imgs.shape[3] // self.patch)
+        b, _, h, w = imgs.shape
+        if h % self.patch or w % self.patch:
+            raise ValueError(f'input {(h, w)}: MAE needs sizes that are multiples of '
+                             f'{self.patch}')
+        n = (h // self.patch) * (w // self.patch)
         keep, mask = self.random_masking(b, n, imgs.device)
-        latent, hw = self.encode(imgs, keep)
-        if hw[0] * hw[1] != n:
-            raise ValueError(f'input {tuple(imgs.shape[2:])} gives a {hw} token grid; MAE '
-                             f'needs sizes that are multiples of {self.patch}')
+        latent, hw = self.encode(imgs, keep, mask)
         return dict(pred=self.decode(latent, keep, n), mask=mask, hw=hw)
 
     def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
