@@ -14,7 +14,7 @@ It prints them as ratios to the full-attention row next to the paper's, then fit
 memory against the number of tokens at three resolutions (window: linear, full:
 quadratic). Writes JSON.
 
-    python benchmarks/attention_table5.py [--device cpu|cuda] [--batch 1]
+    python -m benchmarks.attention_table5 [--device cpu|cuda] [--batch 1]
 """
 import argparse
 import json
@@ -26,9 +26,9 @@ import sys
 import numpy as np
 import torch
 from mmengine.config import Config
-from torch.utils.flop_counter import FlopCounterMode
 
 import vitpose_plugin  # noqa: F401
+from benchmarks.measure import cpu_line, gflops, saved_bytes
 from vitpose_plugin.models.backbones.attention import Attention
 from vitpose_plugin.models.backbones.window_attention import WindowAttention
 
@@ -36,53 +36,37 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CFG_DIR = osp.join(REPO, 'configs', 'vitpose', 'coco', 'attention')
 ROWS = ['full', 'window', 'window-shift', 'window-pool', 'window-shift-pool', 'full-window',
         'window16x12-shift-pool']
-# Paper Table 5 (ViTPose-B, 256x192, 1/8 features) as quoted in our issue tracker:
-# AP and training memory (MB); the window row's ratios to full are 0.59x memory and
-# 0.866x GFLOPs.
-PAPER = {'full': dict(ap=77.4, mem_mb=36141), 'window': dict(ap=66.4, mem_ratio=0.59,
-                                                              flops_ratio=0.866),
-         'window-shift-pool': dict(ap=76.8, mem_mb=22893)}
+# ViTPose paper, Table 5 (ViTPose-B, 256x192, 1/8 features): AP, training memory (MB;
+# the full-attention run used fp16) and GFLOPs.
+PAPER = {
+    'full': dict(ap=77.4, mem_mb=36141, gflops=76.59),
+    'window': dict(ap=66.4, mem_mb=21161, gflops=66.31),
+    'window-shift': dict(ap=76.4, mem_mb=21161, gflops=66.31),
+    'window-pool': dict(ap=76.4, mem_mb=22893, gflops=66.39),
+    'window-shift-pool': dict(ap=76.8, mem_mb=22893, gflops=66.39),
+    'full-window': dict(ap=76.9, mem_mb=28594, gflops=69.94),
+    'window16x12-shift-pool': dict(ap=77.1, mem_mb=26778, gflops=68.46),
+}
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--device', default='cpu')
     p.add_argument('--batch', type=int, default=1)
-    p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results', 'attention_table5.json'))
+    p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results',
+                                             'attention_table5.json'))
     p.add_argument('--row', help=argparse.SUPPRESS)  # internal: measure one config and exit
     return p.parse_args()
 
 
 def build_backbone(path, **overrides):
-    from mmpose.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
     cfg = Config.fromfile(path)
     cfg.model.backbone.init_cfg = None
     cfg.model.backbone.update(overrides)
     init_default_scope('mmpose')
     return MODELS.build(cfg.model), tuple(cfg.model.backbone.img_size)
-
-
-def saved_bytes(fn, x, params=()):
-    """Bytes autograd saves for backward in ``fn(x)``, parameters excluded (they are
-    saved by reference and cost nothing extra)."""
-    skip = {p.data_ptr() for p in params}
-    total = [0]
-
-    def pack(t):
-        if t.data_ptr() not in skip:
-            total[0] += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(x)
-    return total[0]
-
-
-def gflops(model, x):
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() / 1e9
 
 
 def gpu_peak_mb(model, x):
@@ -96,9 +80,9 @@ def gpu_peak_mb(model, x):
 
 def measure_row_isolated(path, args):
     """Measure one config in a fresh process (keeps each row's memory separate)."""
-    cmd = [sys.executable, __file__, '--row', path, '--device', args.device,
-           '--batch', str(args.batch)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    cmd = [sys.executable, '-m', 'benchmarks.attention_table5', '--row', path, '--device',
+           args.device, '--batch', str(args.batch)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -141,6 +125,7 @@ def main():
     if args.row:
         print(json.dumps(measure_row(args.row, args)))
         return
+    print(f'{args.device}: {cpu_line()}')
     results = dict(device=args.device, batch=args.batch, torch=torch.__version__, rows={})
     for res, tag in (('256x192', 'base-r2-{}'), ('576x432', 'base-{}')):
         print(f'\nViTPose-B {res} ' + ('(1/8 features)' if 'r2' in tag else '(1/16 features)'))
@@ -154,13 +139,13 @@ def main():
         print(header + '\n|' + '---|' * 9)
         for name, r in rows.items():
             paper = PAPER.get(name, {}) if res == '256x192' else {}
-            pm = paper.get('mem_ratio') or (paper['mem_mb'] / PAPER['full']['mem_mb']
-                                            if 'mem_mb' in paper else None)
+            pm = paper['mem_mb'] / PAPER['full']['mem_mb'] if paper else None
             r.update(flops_ratio=r['gflops'] / full['gflops'],
                      mem_ratio_explicit=r['act_mb_explicit'] / full['act_mb_explicit'],
                      mem_ratio_fused=r['act_mb_fused'] / full['act_mb_fused'],
                      paper_ap=paper.get('ap'), paper_mem_ratio=pm,
-                     paper_flops_ratio=paper.get('flops_ratio'))
+                     paper_flops_ratio=paper['gflops'] / PAPER['full']['gflops']
+                     if paper else None)
             print(f"| {name} | {r['gflops']:.1f} | {r['flops_ratio']:.3f} | "
                   f"{r['act_mb_explicit']:.0f} | {r['mem_ratio_explicit']:.3f} | "
                   f"{r['act_mb_fused']:.0f} | {r['mem_ratio_fused']:.3f} | "

@@ -6,7 +6,7 @@ that file into the plugin's config of the same size, and compares heatmaps on th
 same inputs at several resolutions. Prints a table and writes JSON.
 
     pip install --no-deps -r requirements/benchmarks.txt   # mmpretrain, for MMPose's model
-    python benchmarks/compare_mmpose_vitpose.py [--archs small base] [--out results.json]
+    python -m benchmarks.compare_mmpose_vitpose [--archs small base] [--out results.json]
 """
 import argparse
 import json
@@ -14,17 +14,10 @@ import os
 import os.path as osp
 import tempfile
 
-import mmpose
 import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmpose.apis import init_model
-from mmpose.registry import MODELS
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-MMPOSE_CFG = osp.join(osp.dirname(mmpose.__file__), '.mim', 'configs', 'body_2d_keypoint',
-                      'topdown_heatmap', 'coco', 'td-hm_ViTPose-{arch}{simple}_8xb64-210e_coco-256x192.py')
-PLUGIN_CFG = osp.join(REPO, 'configs/vitpose/coco/td-hm_vitpose-{arch}{simple}_8xb64-210e_coco-256x192.py')
+from benchmarks.mmpose_reference import PLUGIN_CFG, REPO, mmpose_model
 
 
 def parse_args():
@@ -36,20 +29,6 @@ def parse_args():
     p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results',
                                              'compare_mmpose_vitpose.json'))
     return p.parse_args()
-
-
-def mmpose_model(arch, simple):
-    cfg = Config.fromfile(MMPOSE_CFG.format(arch=arch, simple=simple))
-    cfg.model.backbone.init_cfg = None
-    init_default_scope('mmpose')
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model).eval()
-    # random BN statistics so that the classic decoder's BN is exercised too
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return model
 
 
 def main():

@@ -9,7 +9,7 @@ counter cannot see, are not used). The column "w/o attn" leaves the attention ma
 out: several papers' counters (thop-style, per module) never saw them, which explains
 most gaps to their figures.
 
-    python benchmarks/complexity.py [--configs GLOB ...] [--out JSON]
+    python -m benchmarks.complexity [--configs GLOB ...] [--out JSON]
 """
 import argparse
 import glob

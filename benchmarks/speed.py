@@ -34,7 +34,6 @@ try:  # mmpretrain's multimodal models break on recent transformers; none is use
 except ImportError:
     pass
 from compare_mmpose_vitpose import PLUGIN_CFG, REPO, mmpose_model  # noqa: E402
-
 from mmpose.apis import init_model  # noqa: E402
 
 from vitpose_plugin.deploy import fold_batchnorm  # noqa: E402

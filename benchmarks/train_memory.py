@@ -16,7 +16,7 @@ in a fresh process so that one mode's allocations cannot hide another's, and rep
 The issue's goal: checkpointing uses <= 50% of the memory for <= 35% more time.
 Prints a table and writes JSON.
 
-    python benchmarks/train_memory.py [--arch base] [--batch 32] [--steps 3]
+    python -m benchmarks.train_memory [--arch base] [--batch 32] [--steps 3]
                                       [--cp-layers 0 12 9] [--device cpu]
 """
 import argparse
@@ -30,11 +30,12 @@ import time
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from attention_table5 import saved_bytes  # noqa: E402
+from benchmarks.measure import cpu_description, cpu_line, saved_bytes
+from vitpose_plugin.models.backbones.vit import ARCHS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CFG = osp.join(REPO, 'configs', 'vitpose', 'coco', 'td-hm_vitpose-{arch}_8xb64-210e_coco-256x192.py')
+CFG = osp.join(REPO, 'configs', 'vitpose', 'coco',
+               'td-hm_vitpose-{arch}_8xb64-210e_coco-256x192.py')
 
 
 def parse_args():
@@ -106,19 +107,21 @@ def main():
     args = parse_args()
     if args.mode is not None:
         return measure(args)
-    layers = {'small': 12, 'base': 12, 'large': 24, 'huge': 32}[args.arch]
+    layers = ARCHS[args.arch]['num_layers']
+    print(f'{args.device}: {cpu_line()}')
     rows = {}
     for mode in args.cp_layers or (0, layers, 3 * layers // 4):
-        cmd = [sys.executable, __file__, '--mode', str(mode), '--arch', args.arch, '--batch',
-               str(args.batch), '--steps', str(args.steps), '--device', args.device]
+        cmd = [sys.executable, '-m', 'benchmarks.train_memory', '--mode', str(mode), '--arch',
+               args.arch, '--batch', str(args.batch), '--steps', str(args.steps), '--device',
+               args.device]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         if out.returncode:
             raise SystemExit(f'{mode} run failed:\n{out.stderr[-3000:]}')
         rows[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         r = rows[mode]
-        print(f"with_cp={mode:<3d} step {r['step_s']:7.2f} s  activations {r['saved_mb_per_img']:7.1f} "
-              f"MB/img  step peak {r['step_peak_mb']:8.0f} MB  process peak "
-              f"{r['process_peak_mb']:8.0f} MB", flush=True)
+        print(f"with_cp={mode:<3d} step {r['step_s']:7.2f} s  activations "
+              f"{r['saved_mb_per_img']:7.1f} MB/img  step peak {r['step_peak_mb']:8.0f} MB  "
+              f"process peak {r['process_peak_mb']:8.0f} MB", flush=True)
     if 0 not in rows:
         raise SystemExit('--cp-layers must include 0 (the plain run the others are compared to)')
     p = rows[0]
@@ -135,7 +138,7 @@ def main():
               f"memory, {r['step_peak']:.2f}x the step's peak memory")
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(arch=args.arch, batch=args.batch, device=args.device,
+        json.dump(dict(arch=args.arch, batch=args.batch, device=args.device, cpu=cpu_description(),
                        threads=torch.get_num_threads(), torch=torch.__version__, rows=rows,
                        ratios=ratios), f, indent=2)
     print(f'wrote {args.out}')

@@ -1,35 +1,60 @@
-import os
-from pathlib import Path
-
+"""Fixtures shared by the test modules (helper functions live in helpers.py)."""
 import pytest
+import torch
 from mmengine.config import Config
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / 'configs'
-SHARED_DATA = Path(os.environ.get('VITPOSE_SHARED_DATA', REPO.parent / 'shared' / 'data'))
+from helpers import SHARED_DATA, tiny_config
 
-TINY_ARCH = dict(embed_dims=64, num_layers=2, num_heads=4)
+
+def _shared(path, what):
+    if not path.exists():
+        pytest.skip(f'shared {what} not found at {path} (set VITPOSE_SHARED_DATA to the '
+                    'shared/data folder)')
+    return path.parent if path.is_file() else path
 
 
 @pytest.fixture
 def coco_dir():
-    path = SHARED_DATA / 'coco'
-    if not (path / 'test_coco.json').is_file():
-        pytest.skip(f'shared COCO test data not found at {path} '
-                    '(set VITPOSE_SHARED_DATA to the shared/data folder)')
-    return path
+    return _shared(SHARED_DATA / 'coco' / 'test_coco.json', 'COCO test data')
 
 
-def vitpose_configs():
-    return sorted(p.name for p in (CONFIGS / 'vitpose' / 'coco').glob('td-hm_vitpose-*.py'))
+@pytest.fixture(scope='session')
+def images():
+    return _shared(SHARED_DATA / 'images' / 'sunglasses.jpg', 'demo images')
 
 
-def tiny_config(name, arch=TINY_ARCH, deconv=(32, 32)):
-    """A shipped config with a tiny backbone/decoder and no pre-trained download."""
-    cfg = Config.fromfile(str(CONFIGS / 'vitpose' / 'coco' / name))
-    cfg.model.backbone.arch = dict(arch)
-    cfg.model.backbone.init_cfg = None
-    cfg.model.head.in_channels = arch['embed_dims']
-    if cfg.model.head.deconv_out_channels:
-        cfg.model.head.deconv_out_channels = deconv
-    return cfg
+@pytest.fixture(scope='session')
+def tiny_models(tmp_path_factory):
+    """A tiny RTMDet whose 'person' logit is forced high (so it finds boxes) and a
+    tiny ViTPose, both saved as config + checkpoint files; demo arguments."""
+    import os.path as osp
+
+    import mmdet
+    from mmdet.apis import init_detector
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    tmp = tmp_path_factory.mktemp('models')
+    det_cfg = Config.fromfile(osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs',
+                                       'rtmdet', 'rtmdet_tiny_8xb32-300e_coco.py'))
+    det_cfg.model.backbone.init_cfg = None
+    det_cfg.model.test_cfg.max_per_img = 3
+    torch.manual_seed(0)
+    det = init_detector(det_cfg, None, device='cpu')
+    with torch.no_grad():
+        for conv in det.bbox_head.rtm_cls:
+            conv.bias[0] = 6.0
+        for conv in det.bbox_head.rtm_reg:  # boxes reaching 4 strides from each anchor
+            conv.weight.zero_()
+            conv.bias.fill_(4.0)
+    det_cfg.dump(str(tmp / 'det.py'))
+    torch.save({'state_dict': det.state_dict(), 'meta': {'dataset_meta': det.dataset_meta}},
+               tmp / 'det.pth')
+
+    pose_cfg = tiny_config('td-hm_vitpose-base_8xb64-210e_coco-256x192.py')
+    init_default_scope('mmpose')
+    pose = MODELS.build(pose_cfg.model)
+    pose_cfg.dump(str(tmp / 'pose.py'))
+    torch.save({'state_dict': pose.state_dict()}, tmp / 'pose.pth')
+    return ['--det-config', str(tmp / 'det.py'), '--det-checkpoint', str(tmp / 'det.pth'),
+            '--pose-config', str(tmp / 'pose.py'), '--pose-checkpoint', str(tmp / 'pose.pth')]

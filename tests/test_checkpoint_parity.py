@@ -4,12 +4,12 @@ The expected heatmaps come from ``reference_vitpose.forward``, an independent
 functional implementation that reads the source layout directly.
 """
 import pytest
+import reference_vitpose as ref
 import torch
 from mmengine.runner.checkpoint import load_checkpoint
 from mmpose.apis import init_model
 
-import reference_vitpose as ref
-from conftest import TINY_ARCH, tiny_config
+from helpers import TINY_ARCH, tiny_config
 from vitpose_plugin.models.backbones.vit import ViT
 
 CLASSIC = 'td-hm_vitpose-base_8xb64-210e_coco-256x192.py'

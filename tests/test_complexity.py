@@ -3,13 +3,13 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from helpers import REPO
 
 
 def test_complexity_counts_attention_and_matches_tokenpose_s(tmp_path):
     out = tmp_path / 'complexity.json'
     res = subprocess.run(
-        [sys.executable, str(REPO / 'benchmarks' / 'complexity.py'), '--configs',
+        [sys.executable, '-m', 'benchmarks.complexity', '--configs',
          'tokenpose/coco/td-hm_tokenpose-s-v1_4xb32-300e_coco-256x192.py', '--out', str(out)],
         capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0, res.stderr[-3000:]

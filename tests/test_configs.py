@@ -5,7 +5,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
-from conftest import CONFIGS, TINY_ARCH, tiny_config, vitpose_configs
+from helpers import CONFIGS, TINY_ARCH, tiny_config, vitpose_configs
 from vitpose_plugin.models.backbones.vit import ARCHS
 
 # The official recipe per size: (layer decay, drop path)
@@ -70,7 +70,8 @@ def test_layer_decay_and_no_decay_groups():
         for n in group['param_names']:
             names[n] = (group['lr'], group['weight_decay'])
     base, rate, depth = 5e-4, 0.75, TINY_ARCH['num_layers']
-    assert names['backbone.patch_embed.proj.weight'] == pytest.approx((base * rate**(depth + 1), 0.1))
+    embed = names['backbone.patch_embed.proj.weight']
+    assert embed == pytest.approx((base * rate**(depth + 1), 0.1))
     assert names['backbone.pos_embed'][1] == 0.0
     assert names['backbone.layers.0.attn.qkv.weight'] == pytest.approx((base * rate**depth, 0.1))
     assert names['backbone.layers.1.mlp.fc1.weight'] == pytest.approx((base * rate, 0.1))

@@ -1,81 +1,15 @@
 """demo/topdown_demo.py end to end, with tiny locally saved checkpoints."""
 import json
-import os.path as osp
 import shutil
-import subprocess
-import sys
 
 import cv2
-import mmdet
 import numpy as np
 import pytest
 import torch
-from mmdet.apis import init_detector
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmpose.apis import inference_topdown, init_model
-from mmpose.registry import MODELS
 
-from conftest import REPO, SHARED_DATA, tiny_config
+from helpers import check_persons, run_demo
 from vitpose_plugin.deploy import fold_batchnorm
-
-DEMO = str(REPO / 'demo' / 'topdown_demo.py')
-RTMDET_TINY = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'rtmdet',
-                       'rtmdet_tiny_8xb32-300e_coco.py')
-
-
-@pytest.fixture(scope='module')
-def images():
-    path = SHARED_DATA / 'images'
-    if not (path / 'sunglasses.jpg').is_file():
-        pytest.skip(f'shared demo images not found at {path} (set VITPOSE_SHARED_DATA)')
-    return path
-
-
-@pytest.fixture(scope='module')
-def tiny_models(tmp_path_factory):
-    """A tiny RTMDet whose 'person' logit is forced high (so it finds boxes) and a
-    tiny ViTPose, both saved as config + checkpoint files."""
-    tmp = tmp_path_factory.mktemp('models')
-    det_cfg = Config.fromfile(RTMDET_TINY)
-    det_cfg.model.backbone.init_cfg = None
-    det_cfg.model.test_cfg.max_per_img = 3
-    torch.manual_seed(0)
-    det = init_detector(det_cfg, None, device='cpu')
-    with torch.no_grad():
-        for conv in det.bbox_head.rtm_cls:
-            conv.bias[0] = 6.0
-        for conv in det.bbox_head.rtm_reg:  # boxes reaching 4 strides from each anchor
-            conv.weight.zero_()
-            conv.bias.fill_(4.0)
-    det_cfg.dump(str(tmp / 'det.py'))
-    torch.save({'state_dict': det.state_dict(), 'meta': {'dataset_meta': det.dataset_meta}},
-               tmp / 'det.pth')
-
-    pose_cfg = tiny_config('td-hm_vitpose-base_8xb64-210e_coco-256x192.py')
-    init_default_scope('mmpose')
-    pose = MODELS.build(pose_cfg.model)
-    pose_cfg.dump(str(tmp / 'pose.py'))
-    torch.save({'state_dict': pose.state_dict()}, tmp / 'pose.pth')
-    return ['--det-config', str(tmp / 'det.py'), '--det-checkpoint', str(tmp / 'det.pth'),
-            '--pose-config', str(tmp / 'pose.py'), '--pose-checkpoint', str(tmp / 'pose.pth')]
-
-
-def run_demo(args, check=True):
-    res = subprocess.run([sys.executable, DEMO] + [str(a) for a in args], capture_output=True,
-                         text=True, cwd=REPO)
-    if check:
-        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    return res
-
-
-def check_persons(persons, names):
-    for p in persons:
-        assert set(p) == {'bbox', 'bbox_score', 'keypoints', 'keypoint_scores'}
-        assert len(p['bbox']) == 4 and 0.3 < p['bbox_score'] <= 1.0
-        assert len(p['keypoints']) == len(names) == 17
-        assert len(p['keypoint_scores']) == 17
-        assert np.isfinite(p['keypoints']).all() and np.isfinite(p['keypoint_scores']).all()
 
 
 def test_image(tmp_path, tiny_models, images):

@@ -1,11 +1,5 @@
 """Training really learns, evaluation is wired right, and resuming loses nothing."""
-import json
-import os
-import re
-import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,27 +8,17 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpose.registry import DATASETS, METRICS, MODELS
 
-from conftest import CONFIGS, REPO, tiny_config
+from helpers import (
+    CONFIGS,
+    MIM,
+    REPO,
+    last_metrics,
+    resume_after_sigkill_matches,
+    shared_coco_options,
+    tiny_config,
+)
 
 SANITY = CONFIGS / 'vitpose' / 'sanity' / 'td-hm_vitpose-tiny_1xb12-150it_shared-coco-256x192.py'
-MIM = [sys.executable, '-m', 'mim']
-
-
-def shared_coco_options(coco_dir):
-    opts = [f'{s}_dataloader.dataset.data_root={coco_dir}' for s in ('train', 'val', 'test')]
-    return opts + [f'{s}_evaluator.ann_file={coco_dir}/test_coco.json' for s in ('val', 'test')]
-
-
-def last_metrics(work_dir):
-    """The last evaluation a run logged (MMEngine's json logs of train and test)."""
-    records = []
-    for path in sorted(work_dir.rglob('*.json'), key=lambda p: p.stat().st_mtime):
-        records += [json.loads(line) for line in path.read_text().splitlines()
-                    if line.startswith('{') and '"coco/AP"' in line]
-    assert records, f'no coco/AP logged under {work_dir}'
-    return records[-1]
-
-
 @pytest.mark.slow
 def test_tiny_vitpose_overfits_shared_coco(coco_dir, tmp_path):
     """150 iterations on 12 people; then AP on the same images (flip test on)."""
@@ -57,6 +41,8 @@ def check_bf16_agrees_with_fp32(ckpt, coco_dir, work):
     mean keypoint difference <= 0.5 px at the 256x192 input scale, OKS >= 0.99."""
     from mmpose.apis import inference_topdown, init_model
     from xtcocotools.coco import COCO
+
+    from vitpose_plugin.deploy import set_inference_precision
     config = next(work.glob('*.py'))
     model = init_model(str(config), str(ckpt), device='cpu')
     coco = COCO(str(coco_dir / 'test_coco.json'))
@@ -70,7 +56,7 @@ def check_bf16_agrees_with_fp32(ckpt, coco_dir, work):
         path = str(coco_dir / coco.loadImgs(img_id)[0]['file_name'])
         runs = {}
         for precision in ('fp32', 'bf16'):
-            model.test_cfg['precision'] = precision
+            set_inference_precision(model, precision)
             with torch.no_grad():
                 runs[precision] = inference_topdown(model, path, boxes, bbox_format='xywh')
         for a, r32, r16 in zip(anns, runs['fp32'], runs['bf16']):
@@ -133,34 +119,5 @@ def _resume_config(coco_dir, tmp_path):
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(coco_dir, tmp_path):
-    config = _resume_config(coco_dir, tmp_path)
-    opts = ['--cfg-options'] + shared_coco_options(coco_dir)
-    full, broken = tmp_path / 'full', tmp_path / 'broken'
-    subprocess.run(MIM + ['train', 'mmpose', str(config), '--work-dir', str(full)] + opts,
-                   check=True, cwd=REPO, capture_output=True)
-
-    proc = subprocess.Popen(MIM + ['train', 'mmpose', str(config), '--work-dir', str(broken)]
-                            + opts, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    marker = broken / 'last_checkpoint'
-    while not (marker.is_file() and marker.read_text().strip().endswith('iter_8.pth')):
-        assert proc.poll() is None and time.time() < deadline, 'run ended before iter 8'
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # mim starts train.py as a child process
-    proc.wait()
-    assert not (broken / 'iter_40.pth').exists(), 'the run finished before it was killed'
-
-    res = subprocess.run(MIM + ['train', 'mmpose', str(config), '--work-dir', str(broken),
-                                '--resume'] + opts, cwd=REPO, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
-    resumed = re.search(r'resumed epoch: \d+, iter: (\d+)', res.stdout + res.stderr)
-    assert resumed and int(resumed.group(1)) >= 8, 'the second run did not resume'
-    a = torch.load(full / 'iter_40.pth', weights_only=False)
-    b = torch.load(broken / 'iter_40.pth', weights_only=False)
-    assert a['state_dict'].keys() == b['state_dict'].keys()
-    for k in a['state_dict']:
-        assert torch.equal(a['state_dict'][k], b['state_dict'][k]), k
-    ma, mb = last_metrics(full), last_metrics(broken)
-    assert {k: v for k, v in ma.items() if k.startswith('coco/')} == \
-        {k: v for k, v in mb.items() if k.startswith('coco/')}
+    resume_after_sigkill_matches(_resume_config(coco_dir, tmp_path), coco_dir, tmp_path,
+                                 kill_at=8, last=40)

@@ -13,9 +13,10 @@ from mmengine.runner import Runner
 from mmpose.apis import init_model
 from mmpose.registry import DATASETS, MODELS
 
-from conftest import CONFIGS, REPO, SHARED_DATA, TINY_ARCH, tiny_config
+from helpers import CONFIGS, REPO, SHARED_DATA, TINY_ARCH, tiny_config
 
-CONFIG = CONFIGS / 'vitpose' / 'multi_dataset' / 'td-hm_vitpose-base_8xb64-210e_coco-aic-mpii-256x192.py'
+CONFIG = (CONFIGS / 'vitpose' / 'multi_dataset' /
+          'td-hm_vitpose-base_8xb64-210e_coco-aic-mpii-256x192.py')
 ANN = dict(coco='test_coco.json', aic='test_aic.json', mpii='test_mpii.json')
 KPTS = dict(coco=17, aic=14, mpii=16)
 

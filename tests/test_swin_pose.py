@@ -6,7 +6,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
-from conftest import CONFIGS
+from helpers import CONFIGS, lifecycle
 from vitpose_plugin.models.necks import PyramidFusionNeck
 
 SWIN = CONFIGS / 'swin_pose' / 'coco'
@@ -82,8 +82,8 @@ def test_swin_pose_config_builds_and_runs(name):
     assert tuple(cfg.codec.heatmap_size) == (w // 4, h // 4)
 
 
-def test_swin_pose_trains_and_tests_through_the_runner(coco_dir, tmp_path):
-    from test_runner import train_two_iterations_and_test
+def test_swin_pose_lifecycle(coco_dir, tmp_path, images):
+    """Trains (the loss falls), saves, reloads strictly, resumes, infers, tests."""
     cfg = tiny('td-hm_swin-t-fusion-b_8xb32-210e_coco-256x192.py')
     cfg.optim_wrapper.pop('paramwise_cfg', None)
-    train_two_iterations_and_test(cfg, coco_dir, tmp_path / 'work')
+    lifecycle(cfg, coco_dir, tmp_path / 'work', images / 'sunglasses.jpg')

@@ -9,7 +9,7 @@ from mmengine.registry import init_default_scope
 from mmpose.models.backbones import HRNet
 from mmpose.registry import MODELS
 
-from conftest import CONFIGS
+from helpers import CONFIGS, lifecycle, tiny_hrnet
 from vitpose_plugin.models.backbones import TruncatedHRNet
 from vitpose_plugin.models.heads import TokenPoseHead
 
@@ -159,8 +159,11 @@ def test_tokenpose_configs_build_and_run(name):
         assert out.shape == (1, 17, 64, 48)
 
 
-def test_tokenpose_trains_and_tests_through_the_runner(coco_dir, tmp_path):
-    from test_runner import train_two_iterations_and_test
+def test_tokenpose_lifecycle(coco_dir, tmp_path, images):
+    """Trains (the loss falls), saves, reloads strictly, resumes, infers, tests."""
     cfg = Config.fromfile(str(TOKENPOSE / 'td-hm_tokenpose-b_4xb32-300e_coco-256x192.py'))
     cfg.model.backbone.init_cfg = None
-    train_two_iterations_and_test(cfg, coco_dir, tmp_path / 'work')
+    channels = tiny_hrnet(cfg.model.backbone)
+    cfg.model.head.update(in_channels=channels, embed_dims=32, depth=2, num_heads=2,
+                          hidden_dims=64)
+    lifecycle(cfg, coco_dir, tmp_path / 'work', images / 'sunglasses.jpg')

@@ -6,8 +6,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
-from conftest import CONFIGS
-from vitpose_plugin.models.necks.transpose_encoder import sine_position_encoding
+from helpers import CONFIGS, lifecycle, tiny_hrnet
+from vitpose_plugin.models.utils import sine_position_encoding
 
 TP = CONFIGS / 'transpose' / 'coco'
 
@@ -49,16 +49,15 @@ def test_transpose_builds_runs_and_explains(name):
     assert abs((params + frozen_sine) / 1e6 - paper) / paper < 0.01
 
 
-def test_transpose_trains_and_tests_through_the_runner(coco_dir, tmp_path):
-    from test_runner import train_two_iterations_and_test
-    cfg = Config.fromfile(str(TP / 'td-hm_transpose-r-a3_8xb32-230e_coco-256x192.py'))
+@pytest.mark.parametrize('name', ['td-hm_transpose-r-a3_8xb32-230e_coco-256x192.py',
+                                  'td-hm_transpose-h-s_8xb32-230e_coco-256x192.py'])
+def test_transpose_lifecycle(name, coco_dir, tmp_path, images):
+    """Trains (the loss falls), saves, reloads strictly, resumes, infers, tests."""
+    cfg = Config.fromfile(str(TP / name))
     cfg.model.backbone.init_cfg = None
-    train_two_iterations_and_test(cfg, coco_dir, tmp_path / 'work')
-
-
-def test_transpose_h_trains_and_tests_through_the_runner(coco_dir, tmp_path):
-    from test_runner import train_two_iterations_and_test
-    cfg = Config.fromfile(str(TP / 'td-hm_transpose-h-s_8xb32-230e_coco-256x192.py'))
-    cfg.model.backbone.init_cfg = None
-    cfg.model.test_cfg.flip_test = False  # 3072-token attention: keep the CPU test short
-    train_two_iterations_and_test(cfg, coco_dir, tmp_path / 'work')
+    if 'extra' in cfg.model.backbone:  # HRNet
+        cfg.model.neck.in_channels = tiny_hrnet(cfg.model.backbone)
+    cfg.model.neck.update(embed_dims=32, ffn_dims=64)
+    cfg.model.head.in_channels = 32
+    cfg.model.test_cfg.flip_test = False  # 1/4-resolution attention: keep the CPU test short
+    lifecycle(cfg, coco_dir, tmp_path / 'work', images / 'sunglasses.jpg')

@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
-from conftest import CONFIGS
+from helpers import CONFIGS
 from vitpose_plugin.models.backbones.attention import Attention
 from vitpose_plugin.models.backbones.vit import ATTN_TYPES, ViT, block_attention_types
 from vitpose_plugin.models.backbones.window_attention import WindowAttention
