@@ -132,6 +132,8 @@ def main():
         rows = {}
         for name in ROWS:
             path = osp.join(CFG_DIR, f'td-hm_vitpose-{tag.format(name)}_8xb64-210e_coco-{res}.py')
+            if not osp.isfile(path):  # 576x432 full attention: the plain config
+                path = osp.join(CFG_DIR, '..', f'td-hm_vitpose-base_8xb64-210e_coco-{res}.py')
             rows[name] = measure_row_isolated(path, args)
         full = rows['full']
         header = ('| attention | GFLOPs | x full | act. MB explicit | x full | act. MB fused '

@@ -1,3 +1,6 @@
+import os
+import re
+
 import pytest
 import torch
 from mmengine.config import Config
@@ -79,3 +82,65 @@ def test_layer_decay_and_no_decay_groups():
     assert names['backbone.layers.1.attn.qkv.bias'][1] == 0.0
     assert names['head.final_layer.weight'] == pytest.approx((base, 0.1))
     assert names['backbone.last_norm.weight'] == pytest.approx((base, 0.0))
+
+
+def all_configs():
+    return sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob('*.py'))
+
+
+def _header(path):
+    lines = (CONFIGS / path).read_text().splitlines()
+    end = next(i for i, line in enumerate(lines) if not line.startswith('#'))
+    return ' '.join(line[2:] for line in lines[:end])
+
+
+@pytest.mark.parametrize('path', all_configs())
+def test_header_quotes_the_figure_of_its_own_setting(path):
+    """Every config starts with what it is and the published figure of that setting, or
+    says that there is none."""
+    header = _header(path)
+    figure = re.search(r'\d+\.\d (COCO |val |COCO val )?AP', header)
+    none = re.search(r'not in the paper|no (published|COCO) figure', header, re.IGNORECASE)
+    assert figure or none, header
+
+
+@pytest.mark.parametrize('path', [p for p in all_configs()
+                                  if "_base_ = ['./" in (CONFIGS / p).read_text()
+                                  or "_base_ = ['../" in (CONFIGS / p).read_text()])
+def test_no_config_is_identical_to_its_parent(path):
+    text = (CONFIGS / path).read_text()
+    parent = re.search(r"_base_ = \['([^']+)'\]", text).group(1)
+    child = Config.fromfile(str(CONFIGS / path))
+    base = Config.fromfile(str((CONFIGS / path).parent / parent))
+    strip = lambda c: {k: v for k, v in c.to_dict().items() if k != 'filename'}  # noqa: E731
+    assert strip(child) != strip(base), f'{path} only restates {parent}'
+
+
+def _pretrained(cfg):
+    init = cfg.model.get('backbone', {}).get('init_cfg') or {}
+    return init.get('checkpoint', '') if isinstance(init, dict) else ''
+
+
+@pytest.mark.parametrize('path', all_configs())
+def test_pretrained_weights_match_the_architecture(path):
+    """The file a backbone is initialised from is of that backbone's architecture (name,
+    width, depth, window), read off the published file names."""
+    cfg = Config.fromfile(str(CONFIGS / path))
+    path_or_url = _pretrained(cfg)
+    url = os.path.basename(path_or_url)
+    if not url:
+        return
+    b = cfg.model.backbone
+    if b.type == 'ViT':  # MMPose's MAE files, or your own MAE run's work_dir
+        assert re.search(rf'vit[_-]{b.arch}', path_or_url), (b.arch, path_or_url)
+    elif b.type == 'SwinTransformer':
+        size = {96: 'tiny' if b.depths[2] == 6 else 'small', 128: 'base', 192: 'large'}
+        m = re.match(r'swin_(\w+?)_patch4_window(\d+)_(\d+)', url)
+        assert m and m.group(1) == size[b.embed_dims], (b.embed_dims, b.depths, url)
+        assert int(m.group(2)) == b.window_size, (b.window_size, url)
+    elif b.type in ('HRNet', 'TruncatedHRNet'):
+        assert f'hrnet_w{b.extra.stage2.num_channels[0]}' in url, url
+    elif b.type == 'ResNet':
+        assert f'resnet{b.depth}' in url, url
+    else:
+        raise AssertionError(f'{path}: no check for a {b.type} backbone ({url})')

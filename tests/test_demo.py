@@ -46,13 +46,13 @@ def test_onnxruntime_backend(tmp_path, tiny_models, images):
     pt = json.loads((tmp_path / 'pt' / 'sunglasses.json').read_text())['persons']
     ort = json.loads((tmp_path / 'ort' / 'sunglasses.json').read_text())['persons']
     assert [p['bbox'] for p in pt] == [p['bbox'] for p in ort] and len(pt) > 0
+    # scores are heatmap maxima: they move no more than the heatmaps (~1e-6 between two
+    # engines' fp32 kernels), plus the JSON's rounding to 1e-4. Keypoints are not
+    # compared here: UDP's sub-pixel step divides by the heatmap's curvature, which is
+    # near zero on a random model, so no bound holds on every CPU; test_deploy.py checks
+    # the heatmaps and the argmax cells in-process.
     np.testing.assert_allclose([p['keypoint_scores'] for p in pt],
                                [p['keypoint_scores'] for p in ort], atol=1e-3)
-    # UDP's sub-pixel step amplifies 1e-7 heatmap differences where a random model's
-    # heatmap is flat; the well-conditioned majority agree to 0.01 px
-    diff = np.abs(np.array([p['keypoints'] for p in pt]) -
-                  np.array([p['keypoints'] for p in ort])).max(-1)
-    assert (diff < 1e-2).mean() >= 0.9, diff
     bad = run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'bad', '--backend',
                     'onnxruntime', '--precision', 'bf16'] + tiny_models, check=False)
     assert bad.returncode != 0 and 'runs the fp32 graph only' in bad.stderr

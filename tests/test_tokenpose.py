@@ -167,3 +167,21 @@ def test_tokenpose_lifecycle(coco_dir, tmp_path, images):
     cfg.model.head.update(in_channels=channels, embed_dims=32, depth=2, num_heads=2,
                           hidden_dims=64)
     lifecycle(cfg, coco_dir, tmp_path / 'work', images / 'sunglasses.jpg')
+
+
+def test_tokenpose_s_starts_as_the_authors_do():
+    """Trained from scratch: convolutions N(0, 0.001), BatchNorm weight 1 and bias 0 (the
+    authors' init_weights), not PyTorch's defaults nor ImageNet HRNet weights."""
+    cfg = Config.fromfile(str(TOKENPOSE / 'td-hm_tokenpose-s-v1_4xb32-300e_coco-256x192.py'))
+    init_default_scope('mmpose')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    convs = [m.weight for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    weights = torch.cat([w.flatten() for w in convs])
+    assert len(convs) >= 15 and abs(weights.std().item() - 0.001) < 5e-5
+    assert abs(weights.mean().item()) < 5e-5
+    for m in model.backbone.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert torch.equal(m.weight, torch.ones_like(m.weight))
+            assert torch.equal(m.bias, torch.zeros_like(m.bias))

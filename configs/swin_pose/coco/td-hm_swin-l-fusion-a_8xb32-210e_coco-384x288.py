@@ -1,12 +1,19 @@
-# Swin-Pose: Swin-L + feature pyramid fusion, method A (element-wise sum), COCO 384x288.
-# All four Swin stages feed PyramidFusionNeck; the fused 1/4-resolution map
-# goes straight to a 1x1 heatmap conv (no deconvolution).
+# Swin-Pose: Swin-L + feature pyramid fusion, method A (element-wise sum), COCO 384x288
+# (MMPose's plain Swin-L at 384x288: 76.3 AP). All four Swin stages feed
+# PyramidFusionNeck; the fused 1/4-resolution map goes straight to a 1x1 heatmap conv
+# (no deconvolution).
 _base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/coco/td-hm_swin-l-p4-w7_8xb32-210e_coco-384x288.py']
 
 custom_imports = dict(imports=['vitpose_plugin'], allow_failed_imports=False)
 
+# Swin-L's ImageNet-22k weights at 384 with their window of 12 (as MMPose does for
+# Swin-B at 384x288; its own Swin-L config points at Swin-B weights with window 7).
 model = dict(
     type='StrictTopdownPoseEstimator',
-    backbone=dict(out_indices=(0, 1, 2, 3)),
+    backbone=dict(
+        out_indices=(0, 1, 2, 3),
+        window_size=12,
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_large_patch4_window12_384_22k.pth')),
     neck=dict(type='PyramidFusionNeck', in_channels=(192, 384, 768, 1536), fusion='sum'),
     head=dict(in_channels=192, deconv_out_channels=None))

@@ -1,16 +1,11 @@
-# Swin-Pose: Swin-T + feature pyramid fusion, method A (element-wise sum), COCO 384x288.
-# All four Swin stages feed PyramidFusionNeck; the fused 1/4-resolution map
-# goes straight to a 1x1 heatmap conv (no deconvolution).
+# Swin-Pose: Swin-T + feature pyramid fusion, method A (element-wise sum), COCO 384x288
+# (no published figure for a plain Swin-T at 384x288). All four Swin stages feed
+# PyramidFusionNeck; the fused 1/4-resolution map goes straight to a 1x1 heatmap conv
+# (no deconvolution).
 _base_ = ['./td-hm_swin-t-fusion-a_8xb32-210e_coco-256x192.py']
 
-custom_imports = dict(imports=['vitpose_plugin'], allow_failed_imports=False)
-
-codec = dict(type='MSRAHeatmap', input_size=(288, 384), heatmap_size=(72, 96), sigma=3)
-model = dict(
-    type='StrictTopdownPoseEstimator',
-    backbone=dict(out_indices=(0, 1, 2, 3)),
-    neck=dict(type='PyramidFusionNeck', in_channels=(96, 192, 384, 768), fusion='sum'),
-    head=dict(in_channels=96, deconv_out_channels=None, decoder=codec))
+codec = dict(type='MSRAHeatmap', input_size=(288, 384), heatmap_size=(72, 96), sigma=2)
+model = dict(head=dict(decoder=codec))
 
 train_pipeline = [
     dict(type='LoadImage'),

@@ -1,5 +1,7 @@
-# Swin-Pose: Swin-T + feature pyramid fusion, method B (channel concatenation: keeps
-# every stage's information; 2 x 96 = 192 fused channels), COCO 256x192. Method A otherwise.
+# Swin-Pose: Swin-T + feature pyramid fusion, method B (channel concatenation, 2 x 96 =
+# 192 channels), COCO 256x192 (MMPose's plain Swin-T at 256x192: 72.4 AP). All four Swin
+# stages feed PyramidFusionNeck; the fused 1/4-resolution map goes straight to a 1x1
+# heatmap conv (no deconvolution).
 _base_ = ['./td-hm_swin-t-fusion-a_8xb32-210e_coco-256x192.py']
 
 model = dict(neck=dict(fusion='concat'), head=dict(in_channels=192))

@@ -1,5 +1,6 @@
-# TokenPose-B (official config: 5.65 GFLOPs): HRNet-W32 stages 1-3 (ImageNet weights),
-# its 1/4 branch (32 channels) cut into 4x3 patches; 12 layers, 8 heads, 192-d.
+# TokenPose-B (no COCO figure of it in the TokenPose paper; official config: 5.65
+# GFLOPs): HRNet-W32 stages 1-3 (ImageNet weights), its 1/4 branch (32 channels) cut
+# into 4x3 patches; 12 layers, 8 heads, 192-d.
 _base_ = ['./td-hm_tokenpose-s-v1_4xb32-300e_coco-256x192.py']
 
 model = dict(

@@ -8,7 +8,13 @@ custom_imports = dict(imports=['vitpose_plugin'], allow_failed_imports=False)
 
 model = dict(
     type='StrictTopdownPoseEstimator',
-    backbone=dict(type='TruncatedHRNet', num_stages=1, init_cfg=None),
+    # trained from scratch, initialised as the authors do: convolutions N(0, 0.001),
+    # BatchNorm weight 1 and bias 0 (not the ImageNet HRNet of the base config)
+    backbone=dict(
+        type='TruncatedHRNet',
+        num_stages=1,
+        init_cfg=[dict(type='Normal', std=0.001, layer=['Conv2d']),
+                  dict(type='Constant', val=1, bias=0, layer=['_BatchNorm'])]),
     head=dict(
         _delete_=True,
         type='TokenPoseHead',

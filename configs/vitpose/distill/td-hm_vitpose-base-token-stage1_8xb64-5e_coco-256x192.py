@@ -1,6 +1,7 @@
-# Knowledge-token distillation, stage 1 (paper section 3.5): a trained ViTPose-B
-# teacher gets one learnable token after its patch + position embedding; only the
-# token trains, for a few epochs. Then:
+# Knowledge-token distillation, stage 1 (paper section 3.5; not in the paper for a
+# ViTPose-B teacher, whose Table 8 uses ViTPose-L's token): a trained ViTPose-B teacher
+# gets one learnable token after its patch + position embedding; only the token trains,
+# for a few epochs. Then:
 #   python tools/extract_knowledge_token.py work_dirs/<this config>/epoch_5.pth token_base.pth
 _base_ = ['../coco/td-hm_vitpose-base_8xb64-210e_coco-256x192.py']
 

@@ -1,5 +1,6 @@
-# Knowledge-token distillation, stage 1, for a trained ViTPose-H teacher: the ViTPose-B
-# stage-1 recipe with a ViT-H backbone (1280 channels, so a 1280-wide token). Then:
+# Knowledge-token distillation, stage 1, for a trained ViTPose-H teacher (not in the
+# paper): the ViTPose-B stage-1 recipe with a ViT-H backbone (1280 channels, so a
+# 1280-wide token). Then:
 #   python tools/extract_knowledge_token.py work_dirs/<this config>/epoch_5.pth token_huge.pth
 _base_ = ['./td-hm_vitpose-base-token-stage1_8xb64-5e_coco-256x192.py']
 

@@ -1,5 +1,6 @@
-# Knowledge-token distillation, stage 1, for a trained ViTPose-S teacher: the ViTPose-B
-# stage-1 recipe with a ViT-S backbone (384 channels, so a 384-wide token). Then:
+# Knowledge-token distillation, stage 1, for a trained ViTPose-S teacher (not in the
+# paper): the ViTPose-B stage-1 recipe with a ViT-S backbone (384 channels, so a
+# 384-wide token). Then:
 #   python tools/extract_knowledge_token.py work_dirs/<this config>/epoch_5.pth token_small.pth
 _base_ = ['./td-hm_vitpose-base-token-stage1_8xb64-5e_coco-256x192.py']
 

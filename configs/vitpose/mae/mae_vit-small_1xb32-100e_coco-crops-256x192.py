@@ -1,4 +1,5 @@
-# A small MAE for quick runs: ViT-S encoder, 4-block 256-wide decoder, 100 epochs.
+# A small MAE for quick runs (not in the paper): ViT-S encoder, 4-block 256-wide
+# decoder, 100 epochs.
 _base_ = ['./mae_vit-base_8xb64-1600e_coco-crops-256x192.py']
 
 model = dict(backbone=dict(arch='small'), decoder_dims=256, decoder_depth=4, decoder_heads=8)

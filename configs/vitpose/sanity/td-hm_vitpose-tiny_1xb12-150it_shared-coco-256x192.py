@@ -1,10 +1,10 @@
-# Sanity check that training learns: a tiny ViTPose over-fits the 4 shared COCO
-# images (12 annotated people) in a few hundred iterations on a CPU and is then
-# tested on the same images with flip test, UDP decoding and CocoMetric. A wrong
+# Sanity check that training learns (not in the paper): a tiny ViTPose over-fits the 4
+# shared COCO images (12 annotated people) in a few hundred iterations on a CPU and is
+# then tested on the same images with flip test, UDP decoding and CocoMetric. A wrong
 # codec, affine transform, flip or metric wiring keeps AP far below 0.9.
 #   mim train mmpose configs/vitpose/sanity/td-hm_vitpose-tiny_1xb12-150it_shared-coco-256x192.py
-# Point data_root elsewhere with --cfg-options data_root=... is not enough (it is
-# baked into the dataloaders below); override the dataloaders' data_root instead.
+# Point data_root elsewhere with --cfg-options data_root=... is not enough (it is baked
+# into the dataloaders below); override the dataloaders' data_root instead.
 _base_ = ['../coco/td-hm_vitpose-base_8xb64-210e_coco-256x192.py']
 
 data_root = '../shared/data/coco/'
