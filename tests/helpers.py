@@ -67,7 +67,7 @@ def on_shared_coco(cfg, coco_dir, work_dir, batch_size=6):
     return cfg
 
 
-def _fixed_batch_loss(model, batch):
+def fixed_batch_loss(model, batch):
     """The summed training losses on ``batch``, with fixed dropout / drop-path draws."""
     torch.manual_seed(1234)
     with torch.no_grad():
@@ -94,12 +94,15 @@ def lifecycle(cfg, coco_dir, work_dir, image, iters=3, lr=3e-4, people=2):
     more step, run ``inference_topdown`` on ``image`` and a test on a few detections.
     Returns the test metrics."""
     from mmpose.apis import inference_topdown, init_model
-    cfg = on_shared_coco(cfg, coco_dir, work_dir)
-    # every step sees the same people, unaugmented: the loss on them must fall
-    train = cfg.train_dataloader
-    train.batch_size, train.dataset.indices = people, people
+    if coco_dir is not None:  # else the caller pointed the datasets at the shared data
+        cfg = on_shared_coco(cfg, coco_dir, work_dir)
+    # every step sees the same people (of each dataset), unaugmented: the loss must fall
+    sets = cfg.train_dataloader.dataset.get('datasets', [cfg.train_dataloader.dataset])
     random = ('RandomFlip', 'RandomHalfBody', 'RandomBBoxTransform')
-    train.dataset.pipeline = [t for t in train.dataset.pipeline if t.type not in random]
+    for ds in sets:
+        ds.indices = people
+        ds.pipeline = [t for t in ds.pipeline if t.type not in random]
+    cfg.train_dataloader.batch_size = people * len(sets)
     cfg.test_dataloader.dataset.indices = 2 * people  # testing runs; AP is not the point
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=10**6)
     # constant lr; the scheduler's state (a Counter) goes into the checkpoint
@@ -111,9 +114,9 @@ def lifecycle(cfg, coco_dir, work_dir, image, iters=3, lr=3e-4, people=2):
     batch = next(iter(runner.train_dataloader))
     runner.model.init_weights()
     runner.model.train()
-    before = _fixed_batch_loss(runner.model, batch)
+    before = fixed_batch_loss(runner.model, batch)
     runner.train()
-    after = _fixed_batch_loss(runner.model, batch)
+    after = fixed_batch_loss(runner.model, batch)
     assert after < before, f'no learning signal: loss {before:.5f} -> {after:.5f}'
     ckpt = Path(work_dir) / f'iter_{iters}.pth'
 

@@ -61,9 +61,18 @@ def test_mae_weights_through_init_cfg(tmp_path):
     want = torch.nn.functional.interpolate(grid, size=(16, 12), mode='bicubic',
                                            align_corners=False)
     assert torch.allclose(vit.pos_embed[:, 1:], want.flatten(2).transpose(1, 2), atol=1e-6)
-    # 14x14 kernel resized to the model's 16x16
-    assert vit.patch_embed.proj.weight.shape == (dims, 3, 16, 16)
+    # the 14x14 kernel zero-padded (centred) to the model's 16x16, as the authors' loader
+    # does by default; bicubic resizing is the named other option
+    kernel = mae['patch_embed.proj.weight']
+    assert torch.equal(vit.patch_embed.proj.weight,
+                       torch.nn.functional.pad(kernel, (1, 1, 1, 1)))
     assert torch.equal(vit.patch_embed.proj.bias, mae['patch_embed.proj.bias'])
+    bicubic = ViT(arch=TINY_ARCH, patch_kernel_fit='bicubic',
+                  init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    bicubic.init_weights()
+    assert torch.allclose(bicubic.patch_embed.proj.weight, torch.nn.functional.interpolate(
+        kernel, size=(16, 16), mode='bicubic', align_corners=False))
+    assert not torch.allclose(bicubic.patch_embed.proj.weight, vit.patch_embed.proj.weight)
     # MAE's encoder norm is not ViTPose's last_norm: it stays at its init
     assert torch.equal(vit.last_norm.weight, torch.ones(dims))
 

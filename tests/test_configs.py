@@ -22,6 +22,8 @@ def test_all_expected_configs_ship():
         assert f'td-hm_vitpose-{arch}-simple_8xb64-210e_coco-256x192.py' in names
     assert 'td-hm_vitpose-base_8xb64-210e_coco-384x288.py' in names
     assert 'td-hm_vitpose-base_8xb64-210e_coco-576x432.py' in names
+    for part in ('mhsa', 'ffn'):  # paper Table 6
+        assert f'td-hm_vitpose-base-frozen-{part}_8xb64-210e_coco-256x192.py' in names
 
 
 @pytest.mark.parametrize('name', vitpose_configs())

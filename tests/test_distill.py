@@ -87,6 +87,14 @@ def test_stage1_trains_only_the_token(coco_dir, tmp_path):
     assert losses[-1] < losses[0]
 
 
+def test_token_learner_lifecycle(coco_dir, tmp_path, images):
+    """Stage 1 through the runner: only the token trains and the loss falls; the
+    checkpoint (teacher + token) reloads strictly, resumes, infers and tests."""
+    cfg = stage1_config(teacher_file(tmp_path))
+    cfg.optim_wrapper.optimizer.lr = 5e-2
+    lifecycle(cfg, coco_dir, tmp_path / 'work', images / 'sunglasses.jpg', lr=5e-2)
+
+
 def stage2_config(mode, teacher_ckpt, token, student=STUDENT):
     name = f'td-hm_vitpose-small-from-base-{mode}_8xb64-210e_coco-256x192.py'
     cfg = Config.fromfile(str(DISTILL / name))

@@ -1,9 +1,10 @@
 """Train and test through MMPose's runner on the shared COCO images."""
 import subprocess
 
+import pytest
 from mmengine.runner import Runner
 
-from helpers import MIM, REPO, on_shared_coco, tiny_config
+from helpers import MIM, REPO, TINY_ARCH, lifecycle, on_shared_coco, tiny_config
 
 CONFIG = 'td-hm_vitpose-base_8xb64-210e_coco-256x192.py'
 
@@ -42,3 +43,11 @@ def test_mim_train_and_test_cli(coco_dir, tmp_path):
                          cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert 'coco/AP:' in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize('name', [CONFIG, 'td-hm_vitpose-base-simple_8xb64-210e_coco-256x192.py'])
+def test_vitpose_lifecycle(name, coco_dir, tmp_path, images):
+    """Trains (the loss falls), saves, reloads strictly, resumes, infers, tests."""
+    cfg = tiny_config(name)
+    cfg.optim_wrapper.paramwise_cfg.num_layers = TINY_ARCH['num_layers']
+    lifecycle(cfg, coco_dir, tmp_path / 'work', images / 'sunglasses.jpg')

@@ -99,7 +99,16 @@ val_dataloader = dict(
         datasets=[val_coco, val_aic, val_mpii],
         pipeline=[],
         test_mode=True))
-test_dataloader = val_dataloader
+# testing (mim test, and the pipeline inference_topdown / the demo compose) is COCO val
+# with its own pipeline; validation during training covers every dataset. The combined
+# set has no pipeline of its own: one would overwrite each sample's flip_indices.
+test_dataloader = dict(
+    batch_size=32,
+    num_workers=4,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
+    dataset=val_coco)
 val_evaluator = dict(
     _delete_=True,
     type='MultiDatasetEvaluator',
@@ -110,4 +119,5 @@ val_evaluator = dict(
         dict(type='MpiiPCKAccuracy', prefix='mpii'),
     ],
     datasets=[dict(type='CocoDataset'), dict(type='AicDataset'), dict(type='MpiiDataset')])
-test_evaluator = val_evaluator
+test_evaluator = dict(
+    type='CocoMetric', ann_file='data/coco/annotations/person_keypoints_val2017.json')

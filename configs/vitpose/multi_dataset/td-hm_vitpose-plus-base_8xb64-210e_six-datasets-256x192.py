@@ -49,7 +49,6 @@ train_dataloader = dict(dataset=dict(datasets=[
 val_dataloader = dict(dataset=dict(datasets=[
     {{_base_.val_coco}}, {{_base_.val_aic}}, {{_base_.val_mpii}}, val_ap10k, val_apt36k,
     val_wholebody]))
-test_dataloader = val_dataloader
 val_evaluator = dict(
     metrics=[
         dict(type='CocoMetric', ann_file='data/coco/annotations/person_keypoints_val2017.json'),
@@ -66,4 +65,3 @@ val_evaluator = dict(
     datasets=[dict(type='CocoDataset'), dict(type='AicDataset'), dict(type='MpiiDataset'),
               dict(type='AP10KDataset'), dict(type='APT36KDataset'),
               dict(type='CocoWholeBodyDataset')])
-test_evaluator = val_evaluator
