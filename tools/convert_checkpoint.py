@@ -20,7 +20,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from vitpose_plugin.checkpoint import detect_layout, to_plugin_layout, unwrap_state_dict
 from vitpose_plugin.checkpoint.convert import fit_vit, infer_grid
 from vitpose_plugin.checkpoint.hf_vitpose import is_pretrained_path
-from vitpose_plugin.checkpoint.vitpose_plus import VITPOSE_PLUS_DATASETS, split_vitpose_plus
+from vitpose_plugin.checkpoint.vitpose_plus import VITPOSE_PLUS_DATASETS, plain_vitpose
 from vitpose_plugin.version import __version__
 
 _POSE_KEYS = ('backbone.', 'layers.', 'head.', 'heads.', 'neck.')
@@ -68,7 +68,7 @@ def main(argv=None):
     try:
         sd, notes = to_plugin_layout(source, model)
         if args.dataset:
-            sd = split_vitpose_plus(sd, VITPOSE_PLUS_DATASETS)[args.dataset]
+            sd = plain_vitpose(sd, args.dataset)
             notes.append(f'kept expert and head of {args.dataset} (a plain ViTPose)')
         if model is None and (args.img_size or args.patch_size):
             kernel = sd['backbone.patch_embed.proj.weight'].shape[-2:]

@@ -82,7 +82,7 @@ def _arch_of_model(model) -> dict:
         arch['part_features'] = vit.layers[0].mlp.part_features
     head = getattr(model, 'head', None)
     if head is None and hasattr(model, 'heads'):
-        head = model.heads[model.dataset_names[0]]
+        head = model.heads[model.default_dataset]
     if head is not None and hasattr(head, 'final_layer'):
         arch['use_simple_decoder'] = not any(
             isinstance(m, torch.nn.ConvTranspose2d) for m in head.modules())

@@ -52,23 +52,34 @@ def num_experts(state_dict: dict) -> int:
                 for m in [re.search(r'\.mlp\.experts\.(\d+)\.', k)] if m})
 
 
+def plain_vitpose(state_dict: dict, dataset: str,
+                  datasets: Sequence[str] = VITPOSE_PLUS_DATASETS) -> dict:
+    """The plain ViTPose of one ``dataset`` (its expert merged into every fc2, its head as
+    ``head``) from a ViTPose+ state dict in the plugin layout. ``datasets`` gives the
+    expert / head order."""
+    experts = num_experts(state_dict)
+    if not experts:
+        raise ValueError('no ViTPose+ experts (keys like backbone.layers.0.mlp.experts.0.weight)'
+                         ' in this checkpoint')
+    if dataset not in datasets[:experts]:
+        raise ValueError(f'dataset {dataset!r}: the {experts} experts are '
+                         f'{list(datasets[:experts])}')
+    sd = heads_by_dataset(state_dict, datasets)
+    prefix = f'heads.{dataset}.'
+    head = {'head.' + k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    if not head:
+        raise ValueError(f'no head for dataset {dataset!r} in this checkpoint (heads: '
+                         f'{sorted({k.split(".")[1] for k in sd if k.startswith("heads.")})}'
+                         '; transformers files hold the first dataset\'s only)')
+    backbone = {k: v for k, v in sd.items() if not k.startswith('heads.')}
+    return {**merge_expert(backbone, datasets.index(dataset)), **head}
+
+
 def split_vitpose_plus(state_dict: dict,
                        datasets: Sequence[str] = VITPOSE_PLUS_DATASETS) -> Dict[str, dict]:
     """{dataset: plain ViTPose state dict} from a ViTPose+ state dict in the plugin
     layout (see :func:`vitpose_plugin.checkpoint.to_plugin_layout`)."""
     experts = num_experts(state_dict)
-    if not experts:
-        raise ValueError('no ViTPose+ experts (keys like backbone.layers.0.mlp.experts.0.weight)'
-                         ' in this checkpoint')
-    if len(datasets) > experts:
+    if experts and len(datasets) > experts:
         raise ValueError(f'{len(datasets)} datasets {list(datasets)} for {experts} experts')
-    sd = heads_by_dataset(state_dict, datasets)
-    plain = {}
-    for e, name in enumerate(datasets):
-        prefix = f'heads.{name}.'
-        head = {'head.' + k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-        if not head:
-            raise ValueError(f'no head for dataset {name!r} (expected keys {prefix}*)')
-        backbone = merge_expert({k: v for k, v in sd.items() if not k.startswith('heads.')}, e)
-        plain[name] = {**backbone, **head}
-    return plain
+    return {name: plain_vitpose(state_dict, name, datasets) for name in datasets}

@@ -14,6 +14,7 @@ import torch
 from mmengine.model import ModuleDict
 from mmpose.registry import MODELS
 
+from ...datasets.metainfo import dataset_metainfo
 from .strict_topdown import StrictTopdownPoseEstimator
 
 
@@ -51,9 +52,6 @@ class MultiHeadTopdownPoseEstimator(StrictTopdownPoseEstimator):
         self.heads = ModuleDict({name: first if i == 0 else MODELS.build(heads[name])
                                  for i, name in enumerate(self.dataset_names)})
         self.default_dataset = default_dataset or self.dataset_names[0]
-        if self.default_dataset not in self.heads:
-            raise KeyError(f'default_dataset {self.default_dataset!r} is not one of the '
-                           f'heads {self.dataset_names}')
         num_experts = getattr(self.backbone, 'num_experts', 0)
         if num_experts and num_experts < len(self.dataset_names):
             raise ValueError(f'the backbone has {num_experts} experts for '
@@ -62,6 +60,36 @@ class MultiHeadTopdownPoseEstimator(StrictTopdownPoseEstimator):
     @property
     def with_head(self) -> bool:
         return True
+
+    # ---------------------------------------------------- the dataset in use
+    @property
+    def default_dataset(self) -> str:
+        """The head (and expert) of samples without ``dataset_name``, e.g. those of
+        ``inference_topdown``, the demo and ``MMPoseInferencer``."""
+        return self._default_dataset
+
+    @default_dataset.setter
+    def default_dataset(self, name: str):
+        if name not in self.dataset_names:
+            raise KeyError(f'dataset {name!r} has no head in this model; choose one of '
+                           f'{self.dataset_names}')
+        self._default_dataset = name
+
+    @property
+    def dataset_meta(self) -> Optional[dict]:
+        """The keypoint metainfo of ``default_dataset`` (names, skeleton, flip pairs), so
+        that inference and drawing follow the head in use."""
+        stored = self.__dict__.get('_dataset_meta')
+        if stored is not None and stored.get('dataset_name') == self.default_dataset:
+            return stored
+        try:
+            return dataset_metainfo(self.default_dataset)
+        except KeyError:
+            return stored
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: Optional[dict]):
+        self.__dict__['_dataset_meta'] = meta
 
     # ------------------------------------------------------------------ routing
     def dataset_indices(self, data_samples) -> torch.Tensor:
