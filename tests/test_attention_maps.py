@@ -151,8 +151,8 @@ def test_demo_draws_the_attention_of_a_named_keypoint(tmp_path, tiny_models, ima
     b = cv2.imread(str(plain / 'sunglasses.jpg')).astype(int)
     assert np.abs(a - b).mean() > 1.0  # the overlay changed the picture
     # keypoints are unchanged by recording the attention
-    pa = json.load(open(tmp_path / 'attn' / 'sunglasses.json'))['persons']
-    pb = json.load(open(plain / 'sunglasses.json'))['persons']
+    pa = json.load(open(tmp_path / 'attn' / 'sunglasses.jpg.json'))['persons']
+    pb = json.load(open(plain / 'sunglasses.jpg.json'))['persons']
     assert len(pa) == len(pb) > 0
     # (the recorded block computes its output as without recording: bit-identical)
     assert [p['keypoints'] for p in pa] == [p['keypoints'] for p in pb]

@@ -6,15 +6,18 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from mmpose.apis import inference_topdown, init_model
 
-from helpers import check_persons, run_demo
+from helpers import REPO, check_persons, run_demo
+from vitpose_plugin.apis.detectors import COCO_ANIMALS, DETECTOR_PRESETS, detect, detector_classes
+from vitpose_plugin.apis.topdown_pipeline import PALETTE, TopdownPipeline, build_detector
 from vitpose_plugin.deploy import fold_batchnorm
 
 
 def test_image(tmp_path, tiny_models, images):
     run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path, '--draw-heatmap'] + tiny_models)
-    out = json.loads((tmp_path / 'sunglasses.json').read_text())
+    out = json.loads((tmp_path / 'sunglasses.jpg.json').read_text())
     assert out['input'] == 'sunglasses.jpg' and out['random_weights'] is False
     assert (out['width'], out['height']) == (256, 256)
     assert out['keypoint_names'][:3] == ['nose', 'left_eye', 'right_eye']
@@ -42,9 +45,9 @@ def test_onnxruntime_backend(tmp_path, tiny_models, images):
     run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'pt'] + tiny_models)
     res = run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'ort', '--backend',
                     'onnxruntime'] + tiny_models)
-    assert 'pose network: onnxruntime' in res.stdout + res.stderr
-    pt = json.loads((tmp_path / 'pt' / 'sunglasses.json').read_text())['persons']
-    ort = json.loads((tmp_path / 'ort' / 'sunglasses.json').read_text())['persons']
+    assert 'pose backbone: onnxruntime' in res.stdout + res.stderr
+    pt = json.loads((tmp_path / 'pt' / 'sunglasses.jpg.json').read_text())['persons']
+    ort = json.loads((tmp_path / 'ort' / 'sunglasses.jpg.json').read_text())['persons']
     assert [p['bbox'] for p in pt] == [p['bbox'] for p in ort] and len(pt) > 0
     # scores are heatmap maxima: they move no more than the heatmaps (~1e-6 between two
     # engines' fp32 kernels), plus the JSON's rounding to 1e-4. Keypoints are not
@@ -60,7 +63,7 @@ def test_onnxruntime_backend(tmp_path, tiny_models, images):
 
 def test_video(tmp_path, tiny_models, images):
     res = run_demo([images / 'demo.mp4', '--out-dir', tmp_path] + tiny_models)
-    out = json.loads((tmp_path / 'demo.json').read_text())
+    out = json.loads((tmp_path / 'demo.mp4.json').read_text())
     cap = cv2.VideoCapture(str(images / 'demo.mp4'))
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     assert [f['frame'] for f in out['frames']] == list(range(n))
@@ -74,7 +77,7 @@ def test_video(tmp_path, tiny_models, images):
 
 def test_no_person_gives_empty_list(tmp_path, tiny_models, images):
     run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path, '--bbox-thr', '1.0'] + tiny_models)
-    assert json.loads((tmp_path / 'sunglasses.json').read_text())['persons'] == []
+    assert json.loads((tmp_path / 'sunglasses.jpg.json').read_text())['persons'] == []
     assert (tmp_path / 'sunglasses.jpg').is_file()
 
 
@@ -90,7 +93,7 @@ def test_folder_with_bad_files(tmp_path, tiny_models, images):
     shutil.copy(images / 'sunglasses.jpg', src / 'ok.jpg')
     res = run_demo([src, '--out-dir', tmp_path / 'out'] + tiny_models, check=False)
     assert res.returncode == 1
-    for name in ('gray', 'rgba', 'deep', 'ok'):
+    for name in ('gray.png', 'rgba.png', 'deep.png', 'ok.jpg'):
         out = json.loads((tmp_path / 'out' / f'{name}.json').read_text())
         assert (out['width'], out['height']) == (256, 256), name
     assert 'done: 4/6 input(s) processed' in res.stdout
@@ -122,7 +125,7 @@ def test_random_weights_are_flagged(tmp_path, tiny_models, images):
     args = [a for a in tiny_models if not a.endswith('.pth') and a not in (
         '--det-checkpoint', '--pose-checkpoint')]
     res = run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path, '--random-weights'] + args)
-    assert json.loads((tmp_path / 'sunglasses.json').read_text())['random_weights'] is True
+    assert json.loads((tmp_path / 'sunglasses.jpg.json').read_text())['random_weights'] is True
     assert 'random weights' in (res.stdout + res.stderr).lower()
     banner = cv2.imread(str(tmp_path / 'sunglasses.jpg'))[:8]
     assert banner[..., 2].max() > 200  # the red banner text is drawn at the top
@@ -141,3 +144,167 @@ def test_mmpose_inferencer_runs_plugin_configs(tiny_models, images):
     persons = result['predictions'][0]
     assert len(persons) >= 1
     assert all(len(p['keypoints']) == 17 and len(p['keypoint_scores']) == 17 for p in persons)
+
+
+def test_default_input_is_the_shipped_sample(tmp_path, tiny_models):
+    """`python demo/topdown_demo.py` with no input runs on demo/resources, which ships
+    with the repository."""
+    res = run_demo(['--out-dir', tmp_path] + tiny_models)
+    assert 'done: 3/3 input(s) processed' in res.stdout
+    for name in ('astronaut.jpg', 'cameraman.jpg', 'two_people.mp4'):
+        assert (tmp_path / f'{name}.json').is_file() and (tmp_path / name).is_file()
+
+
+@pytest.mark.parametrize('preset', sorted(DETECTOR_PRESETS))
+def test_detector_presets_run_offline_with_random_weights(preset, images):
+    detector = build_detector(preset, random_weights=True)
+    img = cv2.imread(str(images / 'sunglasses.jpg'))
+    boxes = detect(detector, img, detector_classes(preset, None), 0.0, 0.5)
+    assert boxes.ndim == 2 and boxes.shape[1] == 5 and np.isfinite(boxes).all()
+
+
+def test_animal_datasets_need_a_coco_detector():
+    assert detector_classes('rtmdet-m-coco', 'ap10k') == COCO_ANIMALS
+    with pytest.raises(ValueError, match='rtmdet-m-coco'):
+        detector_classes('rtmdet-m', 'apt36k')
+
+
+def test_outputs_never_overwrite_each_other(tmp_path, tiny_models, images):
+    src = tmp_path / 'in'
+    src.mkdir()
+    img = cv2.imread(str(images / 'sunglasses.jpg'))
+    cv2.imwrite(str(src / 'a.jpg'), img)
+    cv2.imwrite(str(src / 'a.png'), img[:200])
+    run_demo([src, '--out-dir', tmp_path / 'out'] + tiny_models)
+    heights = {json.loads((tmp_path / 'out' / f'{n}.json').read_text())['height']
+               for n in ('a.jpg', 'a.png')}
+    assert heights == {256, 200}
+    assert (tmp_path / 'out' / 'a.jpg').is_file() and (tmp_path / 'out' / 'a.png').is_file()
+
+
+def _pose_only(tiny_models):
+    return [a for i, a in enumerate(tiny_models)
+            if not a.startswith('--det') and not tiny_models[i - 1].startswith('--det')]
+
+
+def test_bboxes_file_replaces_the_detector(tmp_path, tiny_models, images):
+    src = tmp_path / 'in'
+    src.mkdir()
+    for name in ('one.jpg', 'two.jpg', 'none.jpg'):
+        shutil.copy(images / 'sunglasses.jpg', src / name)
+    boxes = {'one.jpg': [[20, 10, 200, 250, 0.9]],
+             'two.jpg': [[20, 10, 200, 250, 0.9], [90, 30, 240, 230, 0.8]]}
+    (tmp_path / 'boxes.json').write_text(json.dumps(boxes))
+    res = run_demo([src, '--out-dir', tmp_path / 'out', '--bboxes', tmp_path / 'boxes.json']
+                   + _pose_only(tiny_models))  # no detector is built or downloaded
+    for name, want in boxes.items():
+        persons = json.loads((tmp_path / 'out' / f'{name}.json').read_text())['persons']
+        assert [p['bbox'] + [p['bbox_score']] for p in persons] == want
+    assert json.loads((tmp_path / 'out' / 'none.jpg.json').read_text())['persons'] == []
+    assert 'has no boxes for 1 input(s) / frame(s)' in res.stderr and 'none.jpg' in res.stderr
+    # a malformed entry is named
+    (tmp_path / 'bad.json').write_text(json.dumps({'one.jpg': [[20, 10, 200]]}))
+    bad = run_demo([src, '--out-dir', tmp_path / 'bad', '--bboxes', tmp_path / 'bad.json']
+                   + _pose_only(tiny_models), check=False)
+    assert bad.returncode != 0 and "'one.jpg'[0]: expected [x1, y1, x2, y2, score]" in bad.stderr
+
+
+CLIP = REPO / 'demo' / 'resources' / 'two_people.mp4'
+
+
+def clip_boxes():
+    """Per-frame boxes of the two people of the shipped clip (how it was made: the
+    astronaut at x = 10 + 6t, the cameraman from frame 8 at x = 400 - 3(t - 8))."""
+    frames = {}
+    for t in range(24):
+        boxes = [[10 + 6 * t, 60, 250 + 6 * t, 300, 0.9]]
+        if t >= 8:
+            x = 400 - 3 * (t - 8)
+            boxes.append([x, 120, x + 220, 340, 0.8])
+        frames[str(t)] = boxes
+    return frames
+
+
+@pytest.mark.parametrize('smooth', [False, True])
+def test_video_persons_keep_their_identity(tmp_path, tiny_models, smooth):
+    (tmp_path / 'boxes.json').write_text(json.dumps(clip_boxes()))
+    run_demo([CLIP, '--out-dir', tmp_path, '--bboxes', tmp_path / 'boxes.json']
+             + (['--smooth'] if smooth else []) + _pose_only(tiny_models))
+    frames = json.loads((tmp_path / 'two_people.mp4.json').read_text())['frames']
+    ids = [[p['track_id'] for p in f['persons']] for f in frames]
+    assert ids[:8] == [[0]] * 8  # the astronaut
+    assert ids[8:] == [[0, 1]] * 16  # the cameraman, who appears later, gets a new id
+    # each identity keeps its colour in the drawn video: the top edge of its box
+    video = cv2.VideoCapture(str(tmp_path / 'two_people.mp4'))
+    for t in range(24):
+        ok, frame = video.read()
+        assert ok
+        for (x1, y1, x2, _, _), track in zip(clip_boxes()[str(t)], ids[t]):
+            edge = frame[int(y1), int(x1) + 40:int(x2) - 40].reshape(-1, 3).mean(0)
+            assert np.abs(edge - PALETTE[track]).max() < 40, (t, track, edge)
+
+
+def test_pose_stage_runs_all_persons_in_one_batch(tiny_models, images):
+    """With flip test: one batch of the crops and one of their flips; --no-flip: one."""
+    from mmpose.apis import init_model
+    arg = dict(zip(tiny_models[::2], tiny_models[1::2]))
+    pose = init_model(arg['--pose-config'], arg['--pose-checkpoint'], device='cpu')
+    batches = []
+    pose.backbone.register_forward_hook(lambda m, i, o: batches.append(i[0].shape[0]))
+    pipeline = TopdownPipeline(pose)
+    img = cv2.imread(str(images / 'sunglasses.jpg'))
+    boxes = np.array([[20, 10, 200, 250, 0.9], [90, 30, 240, 230, 0.8],
+                      [0, 0, 100, 100, 0.7]], np.float32)
+    with torch.no_grad():
+        pipeline.estimate(img, boxes)
+        pose.test_cfg['flip_test'] = False
+        pipeline.estimate(img, boxes)
+    assert batches == [3, 3, 3]
+
+
+def _multi_head_files(tmp_path):
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from helpers import CONFIGS, TINY_ARCH
+    cfg = Config.fromfile(str(CONFIGS / 'vitpose' / 'multi_dataset' /
+                              'td-hm_vitpose-plus-small_8xb64-210e_six-datasets-256x192.py'))
+    cfg.model.backbone.update(arch=dict(TINY_ARCH), init_cfg=None, part_features=16)
+    for head in cfg.model.heads.values():
+        head.update(in_channels=TINY_ARCH['embed_dims'], deconv_out_channels=(16, 16))
+    init_default_scope('mmpose')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    cfg.dump(str(tmp_path / 'plus.py'))
+    torch.save({'state_dict': model.state_dict()}, tmp_path / 'plus.pth')
+    return cfg, tmp_path / 'plus.py', tmp_path / 'plus.pth'
+
+
+def test_dataset_selects_head_expert_keypoints_and_skeleton(tmp_path, images):
+    from mmpose.apis import MMPoseInferencer
+    cfg, config, ckpt = _multi_head_files(tmp_path)
+    (tmp_path / 'boxes.json').write_text(json.dumps({'sunglasses.jpg': [[20, 10, 200, 250, 1]]}))
+    args = ['--pose-config', config, '--pose-checkpoint', ckpt, '--bboxes',
+            tmp_path / 'boxes.json']
+    run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'mpii', '--dataset', 'mpii']
+             + args)
+    out = json.loads((tmp_path / 'mpii' / 'sunglasses.jpg.json').read_text())
+    assert len(out['keypoint_names']) == 16 and out['keypoint_names'][0] == 'right_ankle'
+    assert len(out['persons'][0]['keypoints']) == 16
+    bad = run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'bad', '--dataset',
+                    'crowdpose'] + args, check=False)
+    assert bad.returncode != 0 and "'crowdpose' has no head" in bad.stderr
+    assert 'ap10k' in bad.stderr and 'coco_wholebody' in bad.stderr
+    # the same selection through inference_topdown and MMPoseInferencer
+    model = init_model(str(config), str(ckpt), device='cpu')
+    model.default_dataset = 'aic'
+    result, = inference_topdown(model, str(images / 'sunglasses.jpg'),
+                                np.array([[20, 10, 200, 250]], np.float32))
+    assert result.pred_instances.keypoints.shape == (1, 14, 2)
+    assert model.dataset_meta['dataset_name'] == 'aic'
+    cfg.model.default_dataset = 'ap10k'
+    inferencer = MMPoseInferencer(pose2d=cfg, pose2d_weights=str(ckpt),
+                                  det_model='whole_image', device='cpu')
+    persons = next(inferencer(str(images / 'sunglasses.jpg')))['predictions'][0]
+    assert len(persons[0]['keypoints']) == 17
+    assert inferencer.inferencer.model.dataset_meta['dataset_name'] == 'ap10k'
