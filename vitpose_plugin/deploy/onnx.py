@@ -61,8 +61,14 @@ def export_onnx(model, out: str, input_size: Sequence[int], opset: int = 18,
     batch = torch.export.Dim('batch', min=1, max=1024)
     torch.onnx.export(net, (example, ), out, input_names=['images'], output_names=names,
                       dynamic_shapes={'images': {0: batch}}, opset_version=opset,
-                      dynamo=True, verbose=False)
+                      dynamo=True, verbose=False, external_data=needs_external_data(net))
     return net
+
+
+def needs_external_data(module: nn.Module) -> bool:
+    """Whether ONNX must keep the weights beside the graph (protobuf's 2 GB limit; e.g.
+    ViTPose-H); smaller graphs are one self-contained file."""
+    return sum(p.numel() * p.element_size() for p in module.parameters()) > 1.8e9
 
 
 def onnxruntime_session(onnx_file: str, threads: Optional[int] = None,
