@@ -24,6 +24,11 @@ setup(
     long_description=open('README.md').read() if osp.exists('README.md') else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['vitpose_plugin', 'vitpose_plugin.*']),
+    # the model index and configs, where mim search and model_alias look for them
+    # (symbolic links in the source tree; copied into wheels)
+    package_data={'vitpose_plugin': ['.mim/model-index.yml', '.mim/configs/**/*.py',
+                                     '.mim/configs/**/*.yml']},
+    include_package_data=True,
     python_requires='>=3.8',
     # torch, mmcv (compiled with ops), mmpose and openmim are installed by
     # scripts/setup_env.sh: mmcv has no wheel for recent torch and mmpose/openmim

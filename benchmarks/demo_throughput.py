@@ -1,120 +1,241 @@
-"""End-to-end throughput of the top-down demo, stage by stage.
+"""End-to-end throughput of the top-down demo, stage by stage, beside MMPoseInferencer.
 
-Runs the demo's own models and settings (``demo/topdown_demo.py``: MMDetection's Faster
-R-CNN R50-FPN, ViTPose-B with BatchNorm folded) on the COCO images of ``../shared/data``
-and times each stage per image: read, detect (detector forward + threshold + NMS), pose
-(crop, network, decoding, for every person), draw, write. Without checkpoints the
-weights are random (timing does not depend on them), and the persons come from the
-images' ground-truth boxes so that the pose stage sees the real number of people; with
-both ``--det-checkpoint`` and ``--pose-checkpoint`` the detector's boxes are used. Prints a table and writes JSON.
+For each configuration (detector preset x pose settings) this runs the demo's pipeline
+(``vitpose_plugin.apis.TopdownPipeline``: detector, ViTPose-B with BatchNorm folded, all
+persons of a frame in one batch) over the COCO images of ``../shared/data/coco`` and the
+frames of ``../shared/data/images/demo.mp4`` (tracked), and times each stage: read,
+detect, pose (crop, network with or without flip test, decoding), draw, write (picture
+or video frame, and JSON). Then MMPoseInferencer runs the same detector and pose weights
+on the same images (reading, detecting, estimating, drawing and writing too).
 
-    python benchmarks/demo_throughput.py [--data ../shared/data/coco] [--repeat 3]
-        [--det-checkpoint P] [--pose-config C] [--pose-checkpoint P] [--precision fp32]
+Without checkpoints the weights are random; each detector's person logit is then set high
+and its detections are capped at ``--persons`` per image (3.5 is the shared images'
+average), so that every configuration and MMPoseInferencer estimate the same number of
+people from the same boxes. Timing does not depend on the weights' values. Prints a
+table with the CPU and writes JSON.
+
+    python -m benchmarks.demo_throughput [--repeat 3] [--persons 4]
+        [--det-checkpoint P] [--pose-checkpoint P]
 """
 import argparse
 import json
 import os
 import os.path as osp
-import sys
 import tempfile
 import time
 from collections import defaultdict
 
 import cv2
-import numpy as np
+import mmcv
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(REPO, 'demo'))
-import topdown_demo as demo  # noqa: E402
+from benchmarks.measure import cpu_description, cpu_line
+from vitpose_plugin.apis.detectors import DETECTOR_PRESETS
+from vitpose_plugin.apis.topdown_pipeline import TopdownPipeline, build_detector
+from vitpose_plugin.apis.tracking import PoseTracker
+from vitpose_plugin.deploy import fold_batchnorm, set_inference_precision, use_onnxruntime
 
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STAGES = ('read', 'detect', 'pose', 'draw', 'write')
+POSE_CONFIG = osp.join(REPO, 'configs', 'vitpose', 'coco',
+                       'td-hm_vitpose-base_8xb64-210e_coco-256x192.py')
+# (detector preset, flip test, pose backend); the first is the demo's default
+SETTINGS = [('rtmdet-m', True, 'pytorch'), ('rtmdet-m', False, 'pytorch'),
+            ('rtmdet-nano', True, 'pytorch'), ('rtmdet-nano', False, 'pytorch'),
+            ('rtmdet-nano', False, 'onnxruntime'), ('rtmdet-nano', False, 'int8'),
+            ('faster-rcnn', True, 'pytorch')]
+BASELINE_IMAGES_PER_S = 0.14  # Faster R-CNN + ViTPose-B with flip, before the presets
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    default_data = osp.join(os.environ.get('VITPOSE_SHARED_DATA',
-                                           osp.join(REPO, '..', 'shared', 'data')), 'coco')
-    p.add_argument('--data', default=default_data,
-                   help='folder with test_coco.json and its images')
-    p.add_argument('--det-config', default=demo.DEFAULT_DET_CONFIG)
-    p.add_argument('--det-checkpoint', default=None)
-    p.add_argument('--pose-config', default=demo.DEFAULT_POSE_CONFIG)
-    p.add_argument('--pose-checkpoint', default=None)
-    p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'])
+    shared = os.environ.get('VITPOSE_SHARED_DATA', osp.join(REPO, '..', 'shared', 'data'))
+    p.add_argument('--data', default=osp.join(shared, 'coco'), help='COCO images folder')
+    p.add_argument('--video', default=osp.join(shared, 'images', 'demo.mp4'))
+    p.add_argument('--pose-config', default=POSE_CONFIG)
+    p.add_argument('--pose-checkpoint')
+    p.add_argument('--det-checkpoint', help='real weights of every preset (a folder of '
+                   'files named as the presets\' URLs); without: random weights')
+    p.add_argument('--persons', type=int, default=4, help='persons per image (random weights)')
+    p.add_argument('--settings', nargs='+', type=int, help='indices of SETTINGS to run')
+    p.add_argument('--repeat', type=int, default=3, help='passes (the first warms up)')
     p.add_argument('--device', default='cpu')
-    p.add_argument('--repeat', type=int, default=3, help='passes over the images (first is '
-                   'a warm-up)')
     p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results',
                                              'demo_throughput.json'))
     return p.parse_args()
 
 
+def force_persons(detector, n):
+    """Random weights: make every detection a confident person (the box regression stays
+    random, so the boxes differ) and keep n per image."""
+    head = getattr(detector, 'bbox_head', None)
+    with torch.no_grad():
+        if hasattr(head, 'rtm_cls'):  # RTMDet
+            for conv in head.rtm_cls:
+                conv.bias[0] = 6.0
+            head.test_cfg.max_per_img = n
+        else:  # Faster R-CNN: the ROI head's person logit
+            detector.roi_head.bbox_head.fc_cls.bias[0] = 10.0
+            detector.roi_head.test_cfg.max_per_img = n
+
+
+def build_pose(args, flip, backend):
+    from mmpose.apis import init_model
+    pose = init_model(args.pose_config, args.pose_checkpoint, device=args.device)
+    pose.test_cfg['flip_test'] = flip
+    fold_batchnorm(pose)
+    if backend == 'onnxruntime':
+        use_onnxruntime(pose)
+    elif backend == 'int8':  # calibrated on the shared COCO people
+        set_inference_precision(pose, 'int8', calibration=osp.join(args.data, 'test_coco.json'))
+    return pose
+
+
+def run_ours(pipeline, images, video, repeat, out_dir):
+    """{'images' / 'video': ({stage: seconds per image}, persons per image)}."""
+    result = {}
+    for kind in ('images', 'video'):
+        times, persons, count = defaultdict(float), 0, 0
+        for rep in range(repeat):
+            frames = []
+            if kind == 'images':
+                for path in images:
+                    t = [time.perf_counter()]
+                    img = cv2.imread(path)
+                    t.append(time.perf_counter())
+                    boxes = pipeline.detect(img)
+                    t.append(time.perf_counter())
+                    sample, _ = pipeline.estimate(img, boxes)
+                    t.append(time.perf_counter())
+                    vis = pipeline.draw(img, boxes, sample)
+                    t.append(time.perf_counter())
+                    cv2.imwrite(osp.join(out_dir, osp.basename(path)), vis)
+                    with open(osp.join(out_dir, osp.basename(path) + '.json'), 'w') as f:
+                        json.dump(pipeline.persons(boxes, sample) if sample else [], f)
+                    t.append(time.perf_counter())
+                    frames.append((t, len(boxes)))
+            else:
+                reader = mmcv.VideoReader(video)
+                tracker = PoseTracker('iou')
+                writer = cv2.VideoWriter(osp.join(out_dir, 'video.mp4'),
+                                         cv2.VideoWriter_fourcc(*'mp4v'), reader.fps,
+                                         (reader.width, reader.height))
+                records, it = [], iter(reader)
+                while True:
+                    t = [time.perf_counter()]
+                    img = next(it, None)
+                    if img is None:
+                        break
+                    t.append(time.perf_counter())
+                    boxes = pipeline.detect(img)
+                    t.append(time.perf_counter())
+                    sample, _ = pipeline.estimate(img, boxes)
+                    ids = tracker.update(boxes, sample.pred_instances.keypoints) \
+                        if sample else None
+                    t.append(time.perf_counter())
+                    vis = pipeline.draw(img, boxes, sample, None, ids)
+                    t.append(time.perf_counter())
+                    writer.write(vis)
+                    records.append(pipeline.persons(boxes, sample, ids) if sample else [])
+                    t.append(time.perf_counter())
+                    frames.append((t, len(boxes)))
+                writer.release()
+                with open(osp.join(out_dir, 'video.json'), 'w') as f:
+                    json.dump(records, f)
+            if rep:  # the first pass warms up
+                for t, n in frames:
+                    for stage, a, b in zip(STAGES, t, t[1:]):
+                        times[stage] += b - a
+                    persons += n
+                    count += 1
+        result[kind] = ({s: v / count for s, v in times.items()}, persons / count)
+    return result
+
+
+def build_inferencer(args, detector_preset, flip):
+    """MMPoseInferencer with the preset's detector (persons forced as ours) and the pose
+    config; its detector model is shared with our pipeline, so both see the same boxes."""
+    from mmpose.apis import MMPoseInferencer
+    inferencer = MMPoseInferencer(
+        pose2d=args.pose_config, pose2d_weights=args.pose_checkpoint,
+        det_model=DETECTOR_PRESETS[detector_preset]['config'], det_weights=None,
+        det_cat_ids=[0], device=args.device)
+    pose = inferencer.inferencer.model
+    pose.test_cfg['flip_test'] = flip
+    fold_batchnorm(pose)
+    return inferencer
+
+
+def run_inferencer(inferencer, images, repeat, out_dir):
+    """Seconds per image of MMPoseInferencer, reading, drawing and writing included."""
+    elapsed, count = 0.0, 0
+    for rep in range(repeat):
+        for path in images:
+            t0 = time.perf_counter()
+            for _ in inferencer(path, vis_out_dir=out_dir, pred_out_dir=out_dir, show=False):
+                pass
+            if rep:
+                elapsed += time.perf_counter() - t0
+                count += 1
+    return elapsed / count
+
+
 def main():
     args = parse_args()
-    ann_file = osp.join(args.data, 'test_coco.json')
-    if not osp.isfile(ann_file):
-        raise SystemExit(f'{ann_file}: not found (pass --data or set VITPOSE_SHARED_DATA)')
-    coco = json.load(open(ann_file))
-    gt_boxes = defaultdict(list)
-    for a in coco['annotations']:
-        x, y, w, h = a['bbox']
-        gt_boxes[a['image_id']].append([x, y, x + w, y + h, 1.0])
-    images = [(osp.join(args.data, im['file_name']), np.array(gt_boxes[im['id']], np.float32))
-              for im in coco['images']]
-    random = args.det_checkpoint is None or args.pose_checkpoint is None
-    demo_args = demo.parse_args(
-        ['unused', '--det-config', args.det_config, '--pose-config', args.pose_config,
-         '--device', args.device, '--precision', args.precision]
-        + (['--det-checkpoint', args.det_checkpoint] if args.det_checkpoint else [])
-        + (['--pose-checkpoint', args.pose_checkpoint] if args.pose_checkpoint else [])
-        + (['--random-weights'] if random else []))
-    detector, pose, visualizer = demo.build_models(demo_args)
-    from mmpose.apis import inference_topdown
-    from mmpose.structures import merge_data_samples
-
-    times = defaultdict(list)
-    persons = 0
+    images = sorted(osp.join(args.data, f) for f in os.listdir(args.data)
+                    if f.lower().endswith(('.jpg', '.png')))
+    if not images or not osp.isfile(args.video):
+        raise SystemExit(f'no images in {args.data} or no video {args.video} (pass --data / '
+                         '--video or set VITPOSE_SHARED_DATA)')
+    random = args.pose_checkpoint is None
+    args.det_weights = None
+    print(f'{args.device}: {cpu_line()}\n{len(images)} images + {args.video} '
+          f'({mmcv.VideoReader(args.video).frame_cnt} frames), {args.repeat - 1} timed passes'
+          f'{", random weights, " + str(args.persons) + " persons per image" if random else ""}')
+    rows = []
     tmp = tempfile.mkdtemp()
+    settings = [SETTINGS[i] for i in args.settings] if args.settings else SETTINGS
+    compare = {('rtmdet-m', True, 'pytorch'), ('rtmdet-nano', False, 'pytorch')}
     with torch.no_grad():
-        for rep in range(args.repeat):
-            for path, gt in images:
-                t = [time.perf_counter()]
-                img = cv2.imread(path)
-                t.append(time.perf_counter())
-                dets = demo.detect_persons(detector, img, demo_args)
-                boxes = gt if random else dets
-                t.append(time.perf_counter())
-                sample = merge_data_samples(inference_topdown(pose, img, boxes[:, :4]))
-                t.append(time.perf_counter())
-                visualizer.add_datasample('result', img[..., ::-1].copy(), data_sample=sample,
-                                          draw_gt=False, draw_bbox=True, show=False)
-                vis = visualizer.get_image()
-                t.append(time.perf_counter())
-                cv2.imwrite(osp.join(tmp, osp.basename(path)), vis[..., ::-1])
-                t.append(time.perf_counter())
-                if rep:  # the first pass warms up
-                    for stage, a, b in zip(STAGES, t, t[1:]):
-                        times[stage].append(b - a)
-                    persons += len(boxes)
-    n = len(times['read'])
-    total = sum(sum(v) for v in times.values())
-    rows = {s: dict(ms_per_image=1e3 * sum(times[s]) / n, share=sum(times[s]) / total)
-            for s in STAGES}
-    print(f"{len(images)} images x {args.repeat - 1} timed passes, {persons / n:.1f} persons "
-          f"per image, {torch.get_num_threads()} threads, {args.device}, {args.precision}"
-          f"{', random weights' if random else ''}\n")
-    print('| stage | ms / image | share |\n|---|---|---|')
-    for s in STAGES:
-        print(f"| {s} | {rows[s]['ms_per_image']:.1f} | {rows[s]['share']:.0%} |")
-    summary = dict(images_per_s=n / total, persons_per_s_pose=persons / sum(times['pose']),
-                   persons_per_image=persons / n)
-    print(f"\nend to end: {summary['images_per_s']:.2f} images/s; pose stage: "
-          f"{summary['persons_per_s_pose']:.2f} persons/s")
+        for preset, flip, backend in settings:
+            inferencer = None
+            if (preset, flip, backend) in compare and random:
+                inferencer = build_inferencer(args, preset, flip)
+                detector = inferencer.inferencer.detector.model
+            else:
+                detector = build_detector(preset, random_weights=random, device=args.device)
+            if random:
+                force_persons(detector, args.persons)
+            pipeline = TopdownPipeline(build_pose(args, flip, backend), detector)
+            result = run_ours(pipeline, images, args.video, args.repeat, tmp)
+            row = dict(detector=preset, flip=flip, pose_backend=backend)
+            for kind, (stage, persons) in result.items():
+                total = sum(stage.values())
+                row[kind] = dict(images_per_s=1 / total, persons_per_image=persons,
+                                 ms_per_image={s: 1e3 * stage[s] for s in STAGES},
+                                 share={s: stage[s] / total for s in STAGES})
+            row['x_baseline'] = row['images']['images_per_s'] / BASELINE_IMAGES_PER_S
+            if inferencer is not None:
+                row['mmpose_inferencer_images_per_s'] = 1 / run_inferencer(
+                    inferencer, images, args.repeat, tmp)
+            rows.append(row)
+            im, vid = row['images'], row['video']
+            print(f"{preset:12s} flip={str(flip):5s} {backend:11s} images {im['images_per_s']:.2f}"
+                  f"/s (x{row['x_baseline']:.1f}, {im['persons_per_image']:.1f} persons), video "
+                  f"{vid['images_per_s']:.2f} frames/s", flush=True)
+    print('\n| detector | flip | pose | images/s | × 0.14 | MMPoseInferencer img/s | read | '
+          'detect | pose | draw | write | video frames/s |\n|' + '---|' * 12)
+    for r in rows:
+        inf, im = r.get('mmpose_inferencer_images_per_s'), r['images']
+        print(f"| {r['detector']} | {'yes' if r['flip'] else 'no'} | {r['pose_backend']} | "
+              f"{im['images_per_s']:.2f} | {r['x_baseline']:.1f} | "
+              f"{'' if inf is None else f'{inf:.2f}'} | " + ' | '.join(
+                  f"{im['ms_per_image'][s]:.0f} ms ({im['share'][s]:.0%})" for s in STAGES)
+              + f" | {r['video']['images_per_s']:.2f} |")
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(stages=rows, **summary, device=args.device, precision=args.precision,
-                       threads=torch.get_num_threads(), random_weights=random), f, indent=2)
+        json.dump(dict(cpu=cpu_description(), device=args.device, random_weights=random,
+                       rows=rows), f, indent=2)
     print(f'wrote {args.out}')
 
 

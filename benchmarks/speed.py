@@ -1,42 +1,46 @@
-"""Inference speed of the plugin's ViTPose against MMPose's own, same weights.
+"""Inference speed of the plugin's ViTPose, fp32 and int8, against MMPose's own.
 
-In one process, for each size: build MMPose's ViTPose (mmpretrain backbone), load its
-weights into the plugin's config (BatchNorm folded), and time both with alternating
-runs at each batch size, fp32 and bf16 (autocast). Reports images per second, the
-ratio to MMPose's fp32, the max heatmap difference to MMPose's fp32 output, and the
-fraction of this machine's measured matmul peak (same dtype) that the model's FLOPs
-reach. Prints a table and writes JSON.
+In one process, for each size: build MMPose's ViTPose (mmpretrain backbone; needs
+``pip install --no-deps -r requirements/benchmarks.txt``, else it is left out and the
+plugin's fp32 is the reference), load its weights into the plugin's config (BatchNorm
+folded), and time every runtime with alternating runs at each batch size:
 
-With ``--onnx`` the plugin model exported by ``tools/export_onnx.py`` also runs under
-onnxruntime (CPU), with ``--compile`` under ``torch.compile``, and with ``--hf`` Hugging
-Face transformers' ``VitPoseForPoseEstimation`` runs with the same weights
-(``benchmarks/hf_vitpose.py``); all in fp32, timed in the same alternation, each with
-its own heatmap difference to MMPose's.
+* ``mmpose``: MMPose's own ViTPose, fp32;
+* ``plugin``: the plugin, PyTorch eager, fp32;
+* ``onnxruntime``: the backbone graph under onnxruntime (all graph optimisations), fp32;
+* ``int8``: the backbone's linear layers int8 (onnxruntime QDQ, per-channel weights,
+  calibrated on the shared COCO person crops; ``vitpose_plugin.deploy.int8``);
+* ``int8-dynamic``: onnxruntime's ``quantize_dynamic`` of the same layers (no calibration);
+* ``torch-int8-dynamic``: PyTorch's own x86 path, ``torch.ao.quantization.quantize_dynamic``
+  on the backbone's Linear layers;
+* with ``--compile``: ``torch.compile``; with ``--hf``: transformers' ViTPose (exported by
+  ``tools/export_hf.py``'s mapping); with ``--precisions bf16``: autocast.
 
-    pip install --no-deps -r requirements/benchmarks.txt   # mmpretrain, for MMPose's model
-    python benchmarks/speed.py [--archs small base] [--batches 1 32] [--device cpu]
-                               [--onnx] [--compile] [--hf]
+The head (the classic decoder, BN folded) is PyTorch fp32 in every plugin row. Each row
+gives images per second, the ratio to MMPose's fp32, the max heatmap difference to
+MMPose's fp32 and the fraction of this machine's measured fp32 matmul peak reached. The
+CPU's model and instruction-set flags are printed beside the table; compare only rows of
+one run. ``--profile`` prints where the plugin's fp32 time goes, by operator.
+
+    python -m benchmarks.speed [--archs small base] [--batches 1 32] [--compile] [--hf]
+        [--profile] [--calibration ../shared/data/coco/test_coco.json]
 """
 import argparse
 import json
 import os
 import os.path as osp
-import sys
+import tempfile
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from mmpose.apis import init_model
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-try:  # mmpretrain's multimodal models break on recent transformers; none is used here
-    import mmpretrain.utils.dependency as _mmpretrain_deps
-    _mmpretrain_deps.WITH_MULTIMODAL = False
-except ImportError:
-    pass
-from compare_mmpose_vitpose import PLUGIN_CFG, REPO, mmpose_model  # noqa: E402
-from mmpose.apis import init_model  # noqa: E402
+from benchmarks.measure import cpu_description, cpu_line, gflops, matmul_peak, sync, timed
+from benchmarks.mmpose_reference import PLUGIN_CFG, REPO
+from vitpose_plugin.deploy import export_onnx, fold_batchnorm, onnxruntime_session
+from vitpose_plugin.deploy.int8 import quantize_backbone_graph
 
-from vitpose_plugin.deploy import fold_batchnorm  # noqa: E402
+SHARED = os.environ.get('VITPOSE_SHARED_DATA', osp.join(REPO, '..', 'shared', 'data'))
 
 
 def parse_args():
@@ -44,164 +48,166 @@ def parse_args():
     p.add_argument('--archs', nargs='+', default=['small', 'base'],
                    choices=['small', 'base', 'large', 'huge'])
     p.add_argument('--batches', nargs='+', type=int, default=[1, 32])
-    p.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
+    p.add_argument('--precisions', nargs='+', default=['fp32'], choices=['fp32', 'bf16'])
+    p.add_argument('--impls', nargs='+', help='only these rows (default: all that apply)')
     p.add_argument('--device', default='cpu')
-    p.add_argument('--onnx', action='store_true', help='add onnxruntime (fp32, CPU)')
     p.add_argument('--compile', action='store_true', help='add torch.compile (fp32)')
-    p.add_argument('--hf', action='store_true', help="add HF transformers' VitPose (fp32)")
+    p.add_argument('--hf', action='store_true', help="add transformers' VitPose (fp32)")
+    p.add_argument('--profile', action='store_true', help='fp32 time by operator')
+    p.add_argument('--calibration', default=osp.join(SHARED, 'coco', 'test_coco.json'),
+                   help='int8 calibration crops (COCO json or image folder)')
+    p.add_argument('--checkpoint', help="pose weights for every size ({arch} is replaced); "
+                   "default: MMPose's model with random weights")
     p.add_argument('--seconds', type=float, default=6.0, help='timing budget per measurement')
     p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results', 'speed.json'))
     return p.parse_args()
 
 
-def sync(device):
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
+def reference_model(arch, device):
+    """MMPose's own ViTPose, or None without mmpretrain."""
+    try:
+        from benchmarks.mmpose_reference import mmpose_model
+        return mmpose_model(arch).to(device)
+    except (ImportError, KeyError) as e:
+        print(f'MMPose\'s ViTPose-{arch} is left out ({type(e).__name__}: {e}); install '
+              'requirements/benchmarks.txt to compare with it')
+        return None
 
 
-def matmul_peak(device, dtype, n=2048, seconds=2.0):
-    """Measured TFLOP/s of a square matmul: what 100% means on this machine."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    sync(device)
-    t0, runs = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        runs += 1
-    sync(device)
-    return 2 * n**3 * runs / (time.perf_counter() - t0) / 1e12
+def plugin_runtimes(model, arch, args, tmp):
+    """name -> (callable images -> heatmaps fp32). ``model`` is the BN-folded plugin."""
+    head = model.head
+    run = {'plugin': model._forward}
+    h, w = 256, 192
+    backbone = osp.join(tmp, f'{arch}_backbone.onnx')
+    export_onnx(model.cpu(), backbone, (h, w), part='backbone')
+    model.to(args.device)
+    sessions = {'onnxruntime': backbone}
+    if args.calibration and osp.exists(args.calibration):
+        sessions['int8'] = quantize_backbone_graph(model.cpu(), osp.join(tmp, f'{arch}_int8.onnx'),
+                                                   args.calibration)
+        model.to(args.device)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    dynamic = osp.join(tmp, f'{arch}_int8_dynamic.onnx')
+    quantize_dynamic(backbone, dynamic, per_channel=True, weight_type=QuantType.QInt8,
+                     op_types_to_quantize=['MatMul'])
+    sessions['int8-dynamic'] = dynamic
+    for name, path in sessions.items():
+        session = onnxruntime_session(path)
+        run[name] = (lambda s: lambda x: head.forward(s(x)))(session)
+    if args.device == 'cpu':
+        import copy
+        q = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model.backbone),
+                                                   {torch.nn.Linear}, dtype=torch.qint8)
+        run['torch-int8-dynamic'] = lambda x: head.forward(q(x))
+    if args.compile:
+        compiled = torch.compile(model._forward)
+        t0 = time.perf_counter()
+        compiled(torch.randn(1, 3, h, w, device=args.device))
+        print(f'{arch}: torch.compile took {time.perf_counter() - t0:.0f} s (first call)')
+        run['plugin+compile'] = compiled
+    return run
 
 
-def timed(fn, device, seconds):
-    fn()  # warm-up
-    sync(device)
-    t0, runs = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds or runs < 2:
-        fn()
-        runs += 1
-    sync(device)
-    return (time.perf_counter() - t0) / runs
+def hf_runtime(model, tmp):
+    """transformers' VitPoseForPoseEstimation with the plugin model's weights."""
+    from safetensors.torch import save_file
+    from transformers import VitPoseForPoseEstimation
+
+    from vitpose_plugin.checkpoint.hf_vitpose import to_transformers, transformers_config
+    folder = osp.join(tmp, 'hf')
+    os.makedirs(folder, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in to_transformers(model.state_dict()).items()},
+              osp.join(folder, 'model.safetensors'))
+    with open(osp.join(folder, 'config.json'), 'w') as f:
+        json.dump(transformers_config(model, model.dataset_meta), f)
+    hf = VitPoseForPoseEstimation.from_pretrained(folder).eval()
+    return lambda x: hf(pixel_values=x).heatmaps
+
+
+def profile(model, device):
+    """Where the plugin's fp32 forward spends its time, by operator (batch 32)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    x = torch.randn(32, 3, 256, 192, device=device)
+    model._forward(x)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        model._forward(x)
+    print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=12))
 
 
 def main():
     args = parse_args()
     torch.manual_seed(0)
-    dtypes = {'fp32': torch.float32, 'bf16': torch.bfloat16}
-    peaks = {p: matmul_peak(args.device, dtypes[p]) for p in ('fp32', 'bf16')}
-    print(f'matmul peak on {args.device}: fp32 {peaks["fp32"]:.3f}, bf16 {peaks["bf16"]:.3f} '
-          f'TFLOP/s ({torch.get_num_threads()} threads)')
-    rows = []
+    torch.set_grad_enabled(False)
+    peak = matmul_peak(args.device, torch.float32)
+    print(f'{args.device}: {cpu_line()}; fp32 matmul peak {peak:.3f} TFLOP/s')
+    rows, tmp = [], tempfile.mkdtemp(prefix='vitpose_speed_')
     for arch in args.archs:
-        ref = mmpose_model(arch, '').to(args.device)
-        path = osp.join(REPO, 'benchmarks', 'results', f'_mmpose_vitpose_{arch}.pth')
-        os.makedirs(osp.dirname(path), exist_ok=True)
-        torch.save({'state_dict': ref.state_dict()}, path)
-        ours = init_model(PLUGIN_CFG.format(arch=arch, simple=''), path, device=args.device)
-        os.remove(path)
-        hf = None
+        ref = reference_model(arch, args.device)
+        path = osp.join(tmp, f'{arch}.pth')
+        if args.checkpoint:
+            path = args.checkpoint.format(arch=arch)
+        elif ref is not None:
+            torch.save({'state_dict': ref.state_dict()}, path)
+        else:
+            path = None
+        model = init_model(PLUGIN_CFG.format(arch=arch, simple=''), path, device=args.device)
+        if path is None:  # random BN statistics matter for the comparison too
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.normal_(0, 0.1)
+                    m.running_var.uniform_(0.5, 1.5)
+        hf_model = None
         if args.hf:  # before BN folding: transformers' head has its BatchNorms
-            from hf_vitpose import hf_from_plugin, hf_heatmaps
-            hf = hf_heatmaps(hf_from_plugin(ours, arch).to(args.device))
-        fold_batchnorm(ours)
-        x1 = torch.randn(1, 3, 256, 192, device=args.device)
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            ours._forward(x1)
-        gflop = counter.get_total_flops() / 1e9
-        extra = extra_impls(ours, arch, args)  # name -> callable(x) -> heatmaps (fp32)
-        if hf is not None:
-            extra['transformers'] = hf
+            hf_model = hf_runtime(model, tmp)
+        fold_batchnorm(model)
+        gflop = gflops(model._forward, torch.randn(1, 3, 256, 192, device=args.device))
+        runtimes = {}
+        if ref is not None:
+            runtimes['mmpose'] = ref._forward
+        runtimes.update(plugin_runtimes(model, arch, args, tmp))
+        if hf_model is not None:
+            runtimes['transformers'] = hf_model
+        if 'bf16' in args.precisions:
+            def bf16(x, m=model):
+                with torch.autocast(device_type=args.device.split(':')[0], dtype=torch.bfloat16):
+                    return m._forward(x).float()
+            runtimes['plugin-bf16'] = bf16
+        if args.impls:
+            runtimes = {k: v for k, v in runtimes.items() if k in args.impls or k == 'mmpose'}
+        if args.profile:
+            profile(model, args.device)
+        reference = 'mmpose' if 'mmpose' in runtimes else 'plugin'
         for batch in args.batches:
             x = torch.randn(batch, 3, 256, 192, device=args.device)
-            with torch.no_grad():
-                want = ref._forward(x)
-                results = {}
-                for precision in args.precisions:
-                    ours.test_cfg['precision'] = precision
-                    diff = (ours._forward(x) - want).abs().max().item()
-                    results[precision] = dict(diff=diff)
-
-                def run_ref(p):
-                    if p == 'fp32':
-                        return lambda: ref._forward(x)
-                    return lambda: _autocast(args.device, lambda: ref._forward(x))
-
-                def run_ours(p):
-                    def fn():
-                        ours.test_cfg['precision'] = p
-                        return ours._forward(x)
-                    return fn
-
-                for name, impl in extra.items():
-                    results[name] = dict(diff=(impl(x) - want).abs().max().item())
-
-                # alternate: mmpose fp32, ours fp32, extras, mmpose bf16, ours bf16, twice
-                times = {}
-                for _ in range(2):
-                    for p in args.precisions:
-                        pairs = [('mmpose', run_ref(p)), ('plugin', run_ours(p))]
-                        if p == 'fp32':
-                            pairs += [(name, (lambda f: lambda: f(x))(impl))
-                                      for name, impl in extra.items()]
-                        for who, fn in pairs:
-                            t = timed(fn, args.device, args.seconds / 2)
-                            times[(who, p)] = min(times.get((who, p), t), t)
-            base = batch / times[('mmpose', 'fp32')] if ('mmpose', 'fp32') in times else None
-            for p in args.precisions:
-                for who in ('mmpose', 'plugin') + (tuple(extra) if p == 'fp32' else ()):
-                    ips = batch / times[(who, p)]
-                    diff = (results[who]['diff'] if who in extra else results[p]['diff']
-                            if who == 'plugin' else 0.0 if p == 'fp32' else None)
-                    rows.append(dict(
-                        arch=arch, batch=batch, precision=p, impl=who, img_per_s=ips,
-                        ratio_to_mmpose_fp32=ips / base if base else float('nan'),
-                        max_abs_diff_to_mmpose_fp32=diff,
-                        gflop_per_img=gflop,
-                        frac_matmul_peak=ips * gflop / 1e3 / peaks[p]))
-                    r = rows[-1]
-                    print(f"{arch:6s} b{batch:<3d} {p} {who:7s} {ips:8.2f} img/s  "
-                          f"x{r['ratio_to_mmpose_fp32']:.2f}  peak {r['frac_matmul_peak']:.0%}")
-    print('\n| arch | batch | precision | impl | img/s | × MMPose fp32 | max \\|Δ\\| vs MMPose fp32 '
-          '| % matmul peak |\n|---|---|---|---|---|---|---|---|')
+            want = runtimes[reference](x)
+            diffs = {k: float((fn(x) - want).abs().max()) for k, fn in runtimes.items()}
+            times = {}
+            for _ in range(2):  # alternate, keep each runtime's best
+                for name, fn in runtimes.items():
+                    t = timed(lambda: fn(x), args.device, args.seconds / 2)
+                    times[name] = min(times.get(name, t), t)
+            base = batch / times[reference]
+            for name in runtimes:
+                ips = batch / times[name]
+                rows.append(dict(arch=arch, batch=batch, impl=name, img_per_s=ips,
+                                 ratio=ips / base, reference=reference,
+                                 max_abs_diff=diffs[name], gflop_per_img=gflop,
+                                 frac_fp32_peak=ips * gflop / 1e3 / peak))
+                print(f"{arch:6s} b{batch:<3d} {name:19s} {ips:8.2f} img/s  x{ips / base:.2f}"
+                      f"  |diff| {diffs[name]:.1e}", flush=True)
+            sync(args.device)
+    print(f'\n{cpu_line()}\n\n| arch | batch | runtime | img/s | × {rows[0]["reference"]} fp32 '
+          '| max \\|Δ\\| heatmaps | % fp32 matmul peak |\n|---|---|---|---|---|---|---|')
     for r in rows:
-        d = r['max_abs_diff_to_mmpose_fp32']
-        print(f"| {r['arch']} | {r['batch']} | {r['precision']} | {r['impl']} | "
-              f"{r['img_per_s']:.2f} | {r['ratio_to_mmpose_fp32']:.2f} | "
-              f"{'' if d is None else f'{d:.1e}'} | {r['frac_matmul_peak']:.0%} |")
+        print(f"| {r['arch']} | {r['batch']} | {r['impl']} | {r['img_per_s']:.2f} | "
+              f"{r['ratio']:.2f} | {r['max_abs_diff']:.1e} | {r['frac_fp32_peak']:.0%} |")
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(device=args.device, threads=torch.get_num_threads(),
-                       torch=torch.__version__, matmul_peak_tflops=peaks, rows=rows), f, indent=2)
+        json.dump(dict(cpu=cpu_description(), device=args.device, torch=torch.__version__,
+                       fp32_matmul_peak_tflops=peak, rows=rows), f, indent=2)
     print(f'wrote {args.out}')
-
-
-def extra_impls(model, arch, args):
-    """Other runtimes of the same (BN-folded) plugin model, fp32."""
-    impls = {}
-    model.test_cfg['precision'] = 'fp32'
-    if args.compile:
-        compiled = torch.compile(model._forward)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            compiled(torch.randn(1, 3, 256, 192, device=args.device))
-        print(f'{arch}: torch.compile took {time.perf_counter() - t0:.0f} s (first call)')
-
-        def run_compiled(x):
-            with torch.no_grad():
-                return compiled(x)
-        impls['plugin+compile'] = run_compiled
-    if args.onnx:
-        from vitpose_plugin.deploy.onnx import export_onnx, onnxruntime_heatmaps
-        path = osp.join(REPO, 'benchmarks', 'results', f'_vitpose_{arch}.onnx')
-        export_onnx(model.cpu(), path, (256, 192))
-        model.to(args.device)
-        impls['onnxruntime'] = onnxruntime_heatmaps(path)
-    return impls
-
-
-def _autocast(device, fn):
-    with torch.autocast(device_type=device.split(':')[0], dtype=torch.bfloat16):
-        return fn()
 
 
 if __name__ == '__main__':

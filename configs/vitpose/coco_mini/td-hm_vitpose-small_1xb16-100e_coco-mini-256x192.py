@@ -1,0 +1,37 @@
+# ViTPose-S trained from scratch on coco-mini-train (80 COCO train2017 images, 86
+# annotated people) for 100 epochs on a CPU, then tested on the 4 shared COCO val
+# images. Not in the paper: it is a trained model to measure int8 against fp32 on
+# (activation outliers appear only in trained ViTs), made by
+#   mim train mmpose configs/vitpose/coco_mini/td-hm_vitpose-small_1xb16-100e_coco-mini-256x192.py
+# with ../shared/data beside the repository (about 25 minutes on 2 CPU cores).
+_base_ = ['../coco/td-hm_vitpose-small_8xb64-210e_coco-256x192.py']
+
+data_root = '../shared/data/'
+max_epochs = 100
+train_cfg = dict(max_epochs=max_epochs, val_interval=25)
+optim_wrapper = dict(optimizer=dict(lr=5e-4), paramwise_cfg=dict(layer_decay_rate=1.0))
+param_scheduler = [
+    dict(type='LinearLR', begin=0, end=50, start_factor=0.01, by_epoch=False),
+    dict(type='CosineAnnealingLR', begin=0, end=max_epochs, eta_min=1e-6, by_epoch=True),
+]
+auto_scale_lr = dict(enable=False)
+default_hooks = dict(logger=dict(interval=10),
+                     checkpoint=dict(interval=25, save_best=None, max_keep_ckpts=1))
+randomness = dict(seed=0)
+
+model = dict(backbone=dict(init_cfg=None, drop_path_rate=0.1))
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=2,
+    dataset=dict(data_root=data_root + 'coco-mini-train/',
+                 ann_file='person_keypoints_train2017.json',
+                 data_prefix=dict(img='train2017/')))
+val_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root + 'coco/', ann_file='test_coco.json',
+                 data_prefix=dict(img=''), bbox_file=None))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'coco/test_coco.json')
+test_evaluator = val_evaluator
