@@ -3,5 +3,5 @@
 ``import vitpose_plugin`` (or ``custom_imports=dict(imports=['vitpose_plugin'])``)
 registers the plugin's modules in MMPose's registries.
 """
-from . import apis, checkpoint, datasets, deploy, models  # noqa: F401
+from . import apis, checkpoint, datasets, deploy, engine, models  # noqa: F401
 from .version import __version__  # noqa: F401

@@ -137,4 +137,6 @@ class TokenPoseHead(HeatmapHead):
                 stage_tokens.append(x[:, :k])
         self.last_attention = attn.detach()
         out = self.mlp_head(torch.cat(stage_tokens, dim=-1))  # (B, K, H*W)
-        return out.reshape(*out.shape[:2], self.heatmap_size[1], self.heatmap_size[0])
+        # final_layer is the identity; models/utils/fp32_heatmaps.py hooks it
+        return self.final_layer(
+            out.reshape(*out.shape[:2], self.heatmap_size[1], self.heatmap_size[0]))

@@ -15,6 +15,7 @@ from mmengine.model import ModuleDict
 from mmpose.registry import MODELS
 
 from ...datasets.metainfo import dataset_metainfo
+from ..utils import fp32_heatmaps
 from .strict_topdown import StrictTopdownPoseEstimator
 
 
@@ -49,8 +50,8 @@ class MultiHeadTopdownPoseEstimator(StrictTopdownPoseEstimator):
                          **kwargs)
         first = self.head
         del self.head
-        self.heads = ModuleDict({name: first if i == 0 else MODELS.build(heads[name])
-                                 for i, name in enumerate(self.dataset_names)})
+        self.heads = ModuleDict({name: first if i == 0 else fp32_heatmaps(MODELS.build(
+            heads[name])) for i, name in enumerate(self.dataset_names)})
         self.default_dataset = default_dataset or self.dataset_names[0]
         num_experts = getattr(self.backbone, 'num_experts', 0)
         if num_experts and num_experts < len(self.dataset_names):

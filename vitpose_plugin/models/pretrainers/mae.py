@@ -122,12 +122,12 @@ class ViTMAE(BaseModel):
     def decode(self, latent: torch.Tensor, keep: torch.Tensor, n: int) -> torch.Tensor:
         x = self.decoder_embed(latent)
         b, _, c = x.shape
-        full = self.mask_token.expand(b, n, c).clone()
-        full.scatter_(1, keep[..., None].expand(-1, -1, c), x)  # visible back in place
+        full = self.mask_token.expand(b, n, c).to(x.dtype)  # x is bf16 under autocast
+        full = full.scatter(1, keep[..., None].expand(-1, -1, c), x)  # visible back in place
         x = full + self.decoder_pos_embed
         for layer in self.decoder_layers:
             x = layer(x, None)
-        return self.decoder_pred(self.decoder_norm(x))
+        return self.decoder_pred(self.decoder_norm(x)).float()  # the loss in fp32
 
     def reconstruction_loss(self, imgs, pred, mask) -> torch.Tensor:
         """Mean over hidden patches of the per-patch MSE (visible patches ignored)."""
