@@ -5,6 +5,9 @@
 _base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/coco/td-hm_swin-b-p4-w7_8xb32-210e_coco-256x192.py']
 
 custom_imports = dict(imports=['vitpose_plugin'], allow_failed_imports=False)
+# SyncBuffersHook as in MMPose's runtime; ResumableRandomnessHook makes --resume draw the
+# same dropout / drop-path masks as a run that never stopped
+custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ResumableRandomnessHook')]
 
 model = dict(
     type='StrictTopdownPoseEstimator',

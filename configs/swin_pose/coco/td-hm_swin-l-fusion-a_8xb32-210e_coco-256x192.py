@@ -5,6 +5,9 @@
 _base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/coco/td-hm_swin-l-p4-w7_8xb32-210e_coco-256x192.py']
 
 custom_imports = dict(imports=['vitpose_plugin'], allow_failed_imports=False)
+# SyncBuffersHook as in MMPose's runtime; ResumableRandomnessHook makes --resume draw the
+# same dropout / drop-path masks as a run that never stopped
+custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ResumableRandomnessHook')]
 
 # MMPose's own Swin-L config initialises from Swin-B weights (only 24 of 357 tensors
 # fit); these are Swin-L's ImageNet-22k weights at window 7.

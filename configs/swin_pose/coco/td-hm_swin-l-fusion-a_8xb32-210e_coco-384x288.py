@@ -5,6 +5,9 @@
 _base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/coco/td-hm_swin-l-p4-w7_8xb32-210e_coco-384x288.py']
 
 custom_imports = dict(imports=['vitpose_plugin'], allow_failed_imports=False)
+# SyncBuffersHook as in MMPose's runtime; ResumableRandomnessHook makes --resume draw the
+# same dropout / drop-path masks as a run that never stopped
+custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ResumableRandomnessHook')]
 
 # Swin-L's ImageNet-22k weights at 384 with their window of 12 (as MMPose does for
 # Swin-B at 384x288; its own Swin-L config points at Swin-B weights with window 7).

@@ -6,6 +6,9 @@
 _base_ = ['mmpose::_base_/default_runtime.py']
 
 custom_imports = dict(imports=['vitpose_plugin'], allow_failed_imports=False)
+# SyncBuffersHook as in MMPose's runtime; ResumableRandomnessHook makes --resume draw the
+# same dropout / drop-path masks as a run that never stopped
+custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ResumableRandomnessHook')]
 
 model = dict(
     type='ViTMAE',

@@ -32,6 +32,9 @@ ARCHS = {
     'base': dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.0),
     'large': dict(embed_dims=1024, num_layers=24, num_heads=16, mlp_ratio=4.0),
     'huge': dict(embed_dims=1280, num_layers=32, num_heads=16, mlp_ratio=4.0),
+    # ViT-g (Zhai et al., 2022): the plain ViT of about 1B parameters, the size of the
+    # paper's ViTAE-G (never released); FFN 6144 = 1408 x 48/11
+    'giant': dict(embed_dims=1408, num_layers=40, num_heads=16, mlp_ratio=48 / 11),
 }
 
 
@@ -130,7 +133,7 @@ class Block(nn.Module):
         self.attn = attn
         self.drop_path = DropPath(drop_path_rate)
         self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
-        hidden = int(embed_dims * mlp_ratio)
+        hidden = int(round(embed_dims * mlp_ratio))
         self.mlp = (MoEMlp(embed_dims, hidden, num_experts, part_features, drop_rate)
                     if num_experts else Mlp(embed_dims, hidden, drop_rate))
 
@@ -166,8 +169,8 @@ class ViT(BaseBackbone):
     """ViTPose's plain ViT backbone.
 
     Args:
-        arch: ``'small'``, ``'base'``, ``'large'``, ``'huge'`` or a dict with
-            ``embed_dims``, ``num_layers``, ``num_heads`` (and ``mlp_ratio``).
+        arch: ``'small'``, ``'base'``, ``'large'``, ``'huge'``, ``'giant'`` (ViT-g) or a
+            dict with ``embed_dims``, ``num_layers``, ``num_heads`` (and ``mlp_ratio``).
         img_size: (H, W) the position embedding is stored for. Other input sizes
             work: the embedding is resized bicubically at forward time.
         patch_size: patch kernel size (16).
