@@ -117,6 +117,9 @@ def measure(path):
     backbone alone, without the attention matmuls and on the quoted paper's convention,
     and the input (H, W)."""
     from mmpose.registry import MODELS
+    # nn.MultiheadAttention's inference fast path is one fused op that the counters
+    # cannot see into (TransPose's projections, softmax and attention matmuls)
+    torch.backends.mha.set_fastpath_enabled(False)
     cfg = Config.fromfile(path)
     init_default_scope('mmpose')
     model = MODELS.build(cfg.model)

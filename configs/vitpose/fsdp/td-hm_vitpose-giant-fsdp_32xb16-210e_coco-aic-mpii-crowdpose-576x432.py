@@ -7,7 +7,9 @@
 # own (configs/vitpose/mae pre-trains one). Layer decay 0.9 over 40 blocks and drop path
 # 0.55 are this config's choices, not the paper's.
 # Trained with FlexibleRunner + FSDP (per-block shards, bf16 parameters, recomputed
-# blocks); benchmarks/train_memory_plan.py sizes it at 16 images per 80 GB GPU:
+# blocks), 16 images per GPU x 32 GPUs (the paper's batch 512); benchmarks/
+# train_memory_plan.py puts that at about 12 GB of an 80 GB GPU (without recomputed
+# blocks at most 15 images fit):
 #   mim train mmpose configs/vitpose/fsdp/td-hm_vitpose-giant-fsdp_32xb16-210e_coco-aic-mpii-crowdpose-576x432.py --launcher slurm --gpus 32 --gpus-per-node 8 --partition PARTITION
 _base_ = ['../multi_dataset/td-hm_vitpose-base_8xb64-210e_coco-aic-mpii-256x192.py']
 
