@@ -1,4 +1,5 @@
 """int8 ViTPose on the CPU (onnxruntime QDQ, calibrated on person crops)."""
+import re
 import subprocess
 import sys
 
@@ -74,3 +75,26 @@ def test_calibrate_tool_writes_an_int8_graph_the_demo_takes(coco_dir, tmp_path, 
     assert {'QuantizeLinear', 'DequantizeLinear', 'LayerNormalization', 'Softmax'} <= ops
     set_inference_precision(model, 'int8', onnx_file=str(tmp_path / 'int8.onnx'))
     assert model.backbone.onnx_file == str(tmp_path / 'int8.onnx')
+
+
+def test_export_tool_int8_writes_a_calibrated_qdq_backbone(coco_dir, tmp_path):
+    config = tmp_path / 'tiny.py'
+    tiny_config(CLASSIC).dump(str(config))
+    torch.save({'state_dict': init_model(tiny_config(CLASSIC), None, device='cpu').state_dict()},
+               tmp_path / 'tiny.pth')
+    out = tmp_path / 'int8.onnx'
+    res = subprocess.run([sys.executable, str(REPO / 'tools' / 'export_onnx.py'), str(config),
+                          str(tmp_path / 'tiny.pth'), str(out), '--int8',
+                          '--calibration', str(coco_dir / 'test_coco.json')],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rel = float(re.search(r'max \|int8 - fp32\| = ([0-9.]+)', res.stdout).group(1))
+    assert rel < 0.5
+    import onnx
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops.count('DequantizeLinear') >= 2 * 4 * 2  # weights + inputs of 4 linears/block
+    res = subprocess.run([sys.executable, str(REPO / 'tools' / 'export_onnx.py'), str(config),
+                          str(tmp_path / 'tiny.pth'), str(out), '--int8',
+                          '--calibration', str(tmp_path / 'missing.json')],
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and 'missing.json' in res.stderr

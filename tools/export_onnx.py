@@ -2,6 +2,7 @@
 
     python tools/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--part network|backbone]
                                 [--batch 2] [--atol 1e-4] [--bench 0]
+                                [--int8 [--calibration COCO_JSON | FOLDER]]
 
 ``--part network`` (default) writes normalised images (B, 3, H, W) -> heatmaps
 (B, K, H/4, W/4), as ``model._forward``, for deployment; ``--part backbone`` writes
@@ -9,8 +10,15 @@ images -> feature maps, the graph the demo's ``--backend onnxruntime`` and
 ``vitpose_plugin.deploy.use_onnxruntime`` run. BatchNorm is folded first. onnxruntime
 (CPU) then runs the graph and its outputs must match PyTorch's within --atol; with
 --bench N it also times N runs at batch 1 and 32 and prints images per second.
+
+``--int8`` writes the backbone with its linear layers in int8 (onnxruntime QDQ,
+calibrated on --calibration; what ``tools/calibrate_int8.py`` does, which also reports
+the int8 heatmaps' distance to fp32) and checks its features on --batch calibration
+crops within --atol-int8 of fp32.
 """
 import argparse
+import os
+import os.path as osp
 import time
 
 import numpy as np
@@ -18,6 +26,10 @@ import torch
 from mmpose.apis import init_model
 
 from vitpose_plugin.deploy import export_onnx, fold_batchnorm, onnxruntime_session
+from vitpose_plugin.deploy.int8 import calibration_crops, quantize_backbone_graph
+
+SHARED = os.environ.get('VITPOSE_SHARED_DATA', osp.join(osp.dirname(__file__), '..', '..',
+                                                         'shared', 'data'))
 
 
 def parse_args(argv=None):
@@ -30,6 +42,13 @@ def parse_args(argv=None):
     p.add_argument('--atol', type=float, default=1e-4)
     p.add_argument('--bench', type=int, default=0, help='timed onnxruntime runs per batch')
     p.add_argument('--opset', type=int, default=18)
+    p.add_argument('--int8', action='store_true',
+                   help='int8 backbone (implies --part backbone), calibrated on --calibration')
+    p.add_argument('--calibration', default=osp.join(SHARED, 'coco', 'test_coco.json'),
+                   help='int8: COCO json or folder of images (default: the shared COCO images)')
+    p.add_argument('--atol-int8', type=float, default=0.5,
+                   help='int8: largest accepted |int8 - fp32| in the backbone features, '
+                   'relative to their largest magnitude')
     return p.parse_args(argv)
 
 
@@ -38,6 +57,8 @@ def main(argv=None):
     model = init_model(args.config, args.checkpoint, device='cpu')
     n = fold_batchnorm(model)
     w, h = model.cfg.codec.input_size
+    if args.int8:
+        return export_int8(model, args)
     net = export_onnx(model, args.out, (h, w), args.opset, part=args.part)
     run = onnxruntime_session(args.out)
     x = torch.randn(args.batch, 3, h, w)
@@ -58,6 +79,29 @@ def main(argv=None):
             run(xb)
         ips = b * args.bench / (time.perf_counter() - t0)
         print(f'onnxruntime CPU, batch {b}: {ips:.2f} img/s')
+
+
+def export_int8(model, args):
+    """Write the int8 backbone graph and compare its features with fp32 on real crops."""
+    if not osp.exists(args.calibration):
+        raise SystemExit(f'error: calibration data {args.calibration} does not exist (pass '
+                         '--calibration COCO_JSON or FOLDER)')
+    try:
+        quantize_backbone_graph(model, args.out, args.calibration)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f'error: {e}')
+    x = torch.cat(list(calibration_crops(model, args.calibration, args.batch)))
+    with torch.no_grad():
+        want = model.backbone(x)
+    want = want[-1] if isinstance(want, (tuple, list)) else want
+    got = onnxruntime_session(args.out)(x)
+    got = got[-1] if isinstance(got, (tuple, list)) else got
+    rel = float((got - want).abs().max() / want.abs().max())
+    print(f'{args.out}: int8 backbone, calibrated on {args.calibration}; max |int8 - fp32| '
+          f'= {rel:.3f} of the largest feature')
+    if rel > args.atol_int8:
+        raise SystemExit(f'error: int8 features differ from fp32 by {rel:.3f} of their '
+                         f'largest magnitude > {args.atol_int8}')
 
 
 if __name__ == '__main__':
