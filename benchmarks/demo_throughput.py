@@ -66,13 +66,17 @@ def parse_args():
 
 
 def force_persons(detector, n):
-    """Random weights: make every detection a confident person (the box regression stays
-    random, so the boxes differ) and keep n per image."""
+    """Random weights: make every detection a confident person and keep n per image.
+    RTMDet's boxes become small, non-overlapping boxes around their anchors (so NMS keeps
+    them); the pose cost does not depend on a box's size."""
     head = getattr(detector, 'bbox_head', None)
     with torch.no_grad():
         if hasattr(head, 'rtm_cls'):  # RTMDet
             for conv in head.rtm_cls:
                 conv.bias[0] = 6.0
+            for conv in head.rtm_reg:
+                conv.weight.zero_()
+                conv.bias.fill_(0.4)
             head.test_cfg.max_per_img = n
         else:  # Faster R-CNN: the ROI head's person logit
             detector.roi_head.bbox_head.fc_cls.bias[0] = 10.0
@@ -200,8 +204,10 @@ def main():
         for preset, flip, backend in settings:
             inferencer = None
             if (preset, flip, backend) in compare and random:
+                from mmpose.utils import adapt_mmdet_pipeline
                 inferencer = build_inferencer(args, preset, flip)
                 detector = inferencer.inferencer.detector.model
+                detector.cfg = adapt_mmdet_pipeline(detector.cfg)
             else:
                 detector = build_detector(preset, random_weights=random, device=args.device)
             if random:
