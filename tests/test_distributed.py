@@ -129,11 +129,10 @@ def test_ddp_trains_a_head_that_one_rank_never_sees(runs):
 
 @pytest.mark.parametrize('family', FAMILIES)
 def test_ddp_checkpoint_loads_strictly_into_one_process(runs, family):
+    import distributed_worker as worker  # tests/ is on the path, as for helpers
     from mmengine.registry import init_default_scope
     from mmengine.runner.checkpoint import _load_checkpoint
     from mmpose.registry import MODELS
-    sys.path.insert(0, str(REPO / 'tests'))
-    import distributed_worker as worker
     cfg = worker.FAMILIES[family](runs / 'reload')
     init_default_scope('mmpose')
     model = MODELS.build(cfg.model)
@@ -178,11 +177,10 @@ def test_without_find_unused_parameters_a_skipped_head_breaks_ddp(runs, tmp_path
 # ------------------------------------------------------------------------ FSDP
 def test_fsdp_step_equals_ddp_and_saves_a_full_state_dict(runs):
     launch(runs, 'fsdp', *FSDP_FAMILIES)
+    import distributed_worker as worker  # tests/ is on the path, as for helpers
     from mmengine.registry import init_default_scope
     from mmengine.runner.checkpoint import _load_checkpoint
     from mmpose.registry import MODELS
-    sys.path.insert(0, str(REPO / 'tests'))
-    import distributed_worker as worker
     init_default_scope('mmpose')
     for family in FSDP_FAMILIES:
         assert_same_training(runs, f'{family}_fsdp', f'{family}_ddp')
