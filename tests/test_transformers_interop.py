@@ -7,13 +7,12 @@ import sys
 
 import pytest
 import torch
+import transformers  # noqa: F401  (requirements/tests.txt: fails here rather than skipping)
 from mmengine.registry import init_default_scope
 from mmpose.apis import init_model
 from mmpose.registry import MODELS
 
 from helpers import REPO, TINY_ARCH, tiny_config
-
-transformers = pytest.importorskip('transformers')
 
 CLASSIC = 'td-hm_vitpose-base_8xb64-210e_coco-256x192.py'
 SIMPLE = 'td-hm_vitpose-base-simple_8xb64-210e_coco-256x192.py'
