@@ -9,7 +9,7 @@ import torch
 from mmengine.registry import init_default_scope
 from mmpose.apis import inference_topdown, init_model
 
-from helpers import REPO, tiny_config
+from helpers import REPO, SHARED_DATA, tiny_config
 from vitpose_plugin.deploy import (
     OnnxRuntimeBackbone,
     fold_batchnorm,
@@ -98,3 +98,13 @@ def test_export_tool_int8_writes_a_calibrated_qdq_backbone(coco_dir, tmp_path):
                           '--calibration', str(tmp_path / 'missing.json')],
                          capture_output=True, text=True)
     assert res.returncode != 0 and 'missing.json' in res.stderr
+
+
+def test_calibration_reads_a_coco_json_with_its_image_folder():
+    """COCO's own layout (``person_keypoints_train2017.json`` beside ``train2017/``), as
+    coco-mini-train ships it, the benchmark's default calibration set."""
+    from vitpose_plugin.deploy.int8 import calibration_crops
+    ann = SHARED_DATA / 'coco-mini-train' / 'person_keypoints_train2017.json'
+    crops = list(calibration_crops(tiny_model(), str(ann), num=3))
+    assert len(crops) == 3 and crops[0].shape == (1, 3, 256, 192)
+    assert crops[0].abs().max() > 0  # a real image, normalised

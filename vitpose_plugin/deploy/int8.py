@@ -38,6 +38,16 @@ from .onnx import (
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
 
+def _coco_image(ann_file: str, file_name: str) -> str:
+    """A COCO json's image: beside the json, or in the image folder that COCO's layout
+    puts beside it (``train2017/``, ``val2017/``, ...), as MMPose's ``data_prefix`` does."""
+    root = osp.dirname(ann_file)
+    candidates = [osp.join(root, file_name)] + [
+        osp.join(root, d, file_name) for d in sorted(os.listdir(root))
+        if osp.isdir(osp.join(root, d))]
+    return next((c for c in candidates if osp.isfile(c)), candidates[0])
+
+
 def _person_boxes(source: str):
     """[(image path, [x1, y1, x2, y2])] from a COCO json (person boxes of its
     annotations) or a folder of images (with ``bboxes.json`` inside, in the demo's
@@ -45,8 +55,7 @@ def _person_boxes(source: str):
     if osp.isfile(source) and source.endswith('.json'):
         with open(source) as f:
             coco = json.load(f)
-        root = osp.dirname(source)
-        files = {im['id']: osp.join(root, im['file_name']) for im in coco['images']}
+        files = {im['id']: _coco_image(source, im['file_name']) for im in coco['images']}
         return [(files[a['image_id']], [a['bbox'][0], a['bbox'][1],
                                         a['bbox'][0] + a['bbox'][2], a['bbox'][1] + a['bbox'][3]])
                 for a in coco['annotations'] if a.get('num_keypoints', 1) > 0
