@@ -6,7 +6,8 @@ persons of a frame in one batch) over the COCO images of ``../shared/data/coco``
 frames of ``../shared/data/images/demo.mp4`` (tracked), and times each stage: read,
 detect, pose (crop, network with or without flip test, decoding), draw, write (picture
 or video frame, and JSON). Then MMPoseInferencer runs the same detector and pose weights
-on the same images (reading, detecting, estimating, drawing and writing too).
+on the same images (reading, detecting, estimating, drawing and writing too), image by
+image next to the demo's pipeline, so that slow drifts of the machine hit both alike.
 
 Without checkpoints the weights are random; each detector's person logit is then set high
 and its detections are capped at ``--persons`` per image (3.5 is the shared images'
@@ -95,8 +96,10 @@ def build_pose(args, flip, backend):
     return pose
 
 
-def run_ours(pipeline, images, video, repeat, out_dir):
-    """{'images' / 'video': ({stage: seconds per image}, persons per image)}."""
+def run_ours(pipeline, images, video, repeat, out_dir, beside=None):
+    """{'images' / 'video': ({stage: seconds per image}, persons per image)}. ``beside``
+    (an :class:`InferencerTimer`) runs on every image next to ours, before it on odd
+    passes and after it on even ones, so that both see the same machine state."""
     result = {}
     for kind in ('images', 'video'):
         times, persons, count = defaultdict(float), 0, 0
@@ -104,6 +107,8 @@ def run_ours(pipeline, images, video, repeat, out_dir):
             frames = []
             if kind == 'images':
                 for path in images:
+                    if beside is not None and rep % 2:
+                        beside(path, rep)
                     t = [time.perf_counter()]
                     img = cv2.imread(path)
                     t.append(time.perf_counter())
@@ -118,6 +123,8 @@ def run_ours(pipeline, images, video, repeat, out_dir):
                         json.dump(pipeline.persons(boxes, sample) if sample else [], f)
                     t.append(time.perf_counter())
                     frames.append((t, len(boxes)))
+                    if beside is not None and not rep % 2:
+                        beside(path, rep)
             else:
                 reader = mmcv.VideoReader(video)
                 tracker = PoseTracker('iou')
@@ -170,18 +177,23 @@ def build_inferencer(args, detector_preset, flip):
     return inferencer
 
 
-def run_inferencer(inferencer, images, repeat, out_dir):
-    """Seconds per image of MMPoseInferencer, reading, drawing and writing included."""
-    elapsed, count = 0.0, 0
-    for rep in range(repeat):
-        for path in images:
-            t0 = time.perf_counter()
-            for _ in inferencer(path, vis_out_dir=out_dir, pred_out_dir=out_dir, show=False):
-                pass
-            if rep:
-                elapsed += time.perf_counter() - t0
-                count += 1
-    return elapsed / count
+class InferencerTimer:
+    """Times MMPoseInferencer image by image (reading, detecting, estimating, drawing and
+    writing included; the first pass warms up) and counts the persons it estimates."""
+
+    def __init__(self, inferencer, out_dir):
+        self.inferencer, self.out_dir = inferencer, out_dir
+        self.elapsed, self.count, self.persons = 0.0, 0, 0
+
+    def __call__(self, path, rep):
+        t0 = time.perf_counter()
+        for result in self.inferencer(path, vis_out_dir=self.out_dir, pred_out_dir=self.out_dir,
+                                      show=False):
+            persons = len(result['predictions'][0])
+        if rep:
+            self.elapsed += time.perf_counter() - t0
+            self.count += 1
+            self.persons += persons
 
 
 def main():
@@ -213,7 +225,8 @@ def main():
             if random:
                 force_persons(detector, args.persons)
             pipeline = TopdownPipeline(build_pose(args, flip, backend), detector)
-            result = run_ours(pipeline, images, args.video, args.repeat, tmp)
+            beside = None if inferencer is None else InferencerTimer(inferencer, tmp)
+            result = run_ours(pipeline, images, args.video, args.repeat, tmp, beside)
             row = dict(detector=preset, flip=flip, pose_backend=backend)
             for kind, (stage, persons) in result.items():
                 total = sum(stage.values())
@@ -221,14 +234,18 @@ def main():
                                  ms_per_image={s: 1e3 * stage[s] for s in STAGES},
                                  share={s: stage[s] / total for s in STAGES})
             row['x_baseline'] = row['images']['images_per_s'] / BASELINE_IMAGES_PER_S
-            if inferencer is not None:
-                row['mmpose_inferencer_images_per_s'] = 1 / run_inferencer(
-                    inferencer, images, args.repeat, tmp)
+            if beside is not None:
+                row['mmpose_inferencer_images_per_s'] = beside.count / beside.elapsed
+                row['mmpose_inferencer_persons_per_image'] = beside.persons / beside.count
             rows.append(row)
             im, vid = row['images'], row['video']
             print(f"{preset:12s} flip={str(flip):5s} {backend:11s} images {im['images_per_s']:.2f}"
                   f"/s (x{row['x_baseline']:.1f}, {im['persons_per_image']:.1f} persons), video "
                   f"{vid['images_per_s']:.2f} frames/s", flush=True)
+            if beside is not None:
+                print(f"{'':12s} MMPoseInferencer, same models, interleaved: images "
+                      f"{row['mmpose_inferencer_images_per_s']:.2f}/s "
+                      f"({row['mmpose_inferencer_persons_per_image']:.1f} persons)", flush=True)
     print('\n| detector | flip | pose | images/s | × 0.14 | MMPoseInferencer img/s | read | '
           'detect | pose | draw | write | video frames/s |\n|' + '---|' * 12)
     for r in rows:
