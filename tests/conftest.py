@@ -3,7 +3,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from helpers import SHARED_DATA, tiny_config
+from helpers import CONFIGS, SHARED_DATA, mim_train, tiny_config
+
+SANITY = CONFIGS / 'vitpose' / 'sanity' / 'td-hm_vitpose-tiny_1xb12-150it_shared-coco-256x192.py'
 
 
 def _shared(path, what):
@@ -16,6 +18,16 @@ def _shared(path, what):
 @pytest.fixture
 def coco_dir():
     return _shared(SHARED_DATA / 'coco' / 'test_coco.json', 'COCO test data')
+
+
+@pytest.fixture(scope='session')
+def trained_sanity(tmp_path_factory):
+    """The sanity config trained once through ``mim train`` (150 iterations on the shared
+    COCO people), for the tests that need a trained model: (work dir, its last COCO AP).
+    The work dir holds ``iter_150.pth`` and the dumped config; tests only read it."""
+    coco = _shared(SHARED_DATA / 'coco' / 'test_coco.json', 'COCO test data')
+    work = tmp_path_factory.mktemp('sanity') / 'work'
+    return work, mim_train(SANITY, work, coco)
 
 
 @pytest.fixture(scope='session')

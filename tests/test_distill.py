@@ -228,14 +228,15 @@ def test_distillation_resumes_bit_identical_after_sigkill(coco_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_end_to_end_teacher_token_student(coco_dir, tmp_path):
-    """Through `mim train`: tiny teacher -> token (stage 1) -> distilled student."""
+def test_end_to_end_teacher_token_student(trained_sanity, coco_dir, tmp_path):
+    """Through `mim train`: tiny teacher (the trained sanity model) -> token (stage 1) ->
+    distilled student."""
     import sys
-    teacher_ap = mim_train(SANITY, tmp_path / 'teacher', coco_dir)
+    teacher_dir, teacher_ap = trained_sanity
 
     stage1 = Config.fromfile(str(SANITY))
     stage1.model.type = 'KnowledgeTokenLearner'
-    stage1.model.teacher_checkpoint = str(tmp_path / 'teacher' / 'iter_150.pth')
+    stage1.model.teacher_checkpoint = str(teacher_dir / 'iter_150.pth')
     stage1.model.backbone.knowledge_token_dims = 128
     stage1.train_cfg.max_iters = stage1.train_cfg.val_interval = 30
     stage1.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
@@ -251,7 +252,7 @@ def test_end_to_end_teacher_token_student(coco_dir, tmp_path):
     stage2.model.type = 'KnowledgeTokenDistiller'
     stage2.model.mode = 'tod'
     stage2.model.teacher = Config.fromfile(str(SANITY)).model
-    stage2.model.teacher_checkpoint = str(tmp_path / 'teacher' / 'iter_150.pth')
+    stage2.model.teacher_checkpoint = str(teacher_dir / 'iter_150.pth')
     stage2.model.backbone.update(arch=dict(embed_dims=64, num_layers=2, num_heads=4),
                                  knowledge_token_dims=128,
                                  knowledge_token_file=str(tmp_path / 'token.pth'),

@@ -20,13 +20,11 @@ from helpers import (
 
 SANITY = CONFIGS / 'vitpose' / 'sanity' / 'td-hm_vitpose-tiny_1xb12-150it_shared-coco-256x192.py'
 @pytest.mark.slow
-def test_tiny_vitpose_overfits_shared_coco(coco_dir, tmp_path):
-    """150 iterations on 12 people; then AP on the same images (flip test on)."""
-    work = tmp_path / 'work'
-    subprocess.run(MIM + ['train', 'mmpose', str(SANITY), '--work-dir', str(work),
-                          '--cfg-options'] + shared_coco_options(coco_dir),
-                   check=True, cwd=REPO, capture_output=True)
-    assert last_metrics(work)['coco/AP'] >= 0.9
+def test_tiny_vitpose_overfits_shared_coco(trained_sanity, coco_dir, tmp_path):
+    """150 iterations on 12 people through ``mim train``; then AP on the same images
+    (flip test on), and again through ``mim test``."""
+    work, ap = trained_sanity
+    assert ap >= 0.9
     res = subprocess.run(MIM + ['test', 'mmpose', str(SANITY), '--checkpoint',
                                 str(work / 'iter_150.pth'), '--work-dir', str(tmp_path / 'test'),
                                 '--cfg-options'] + shared_coco_options(coco_dir),
