@@ -3,12 +3,15 @@
 # images. Not in the paper: it is a trained model to measure int8 against fp32 on
 # (activation outliers appear only in trained ViTs), made by
 #   mim train mmpose configs/vitpose/coco_mini/td-hm_vitpose-small_1xb16-40e_coco-mini-256x192.py
-# with ../shared/data beside the repository (20 minutes on 2 CPU cores, AMD EPYC). From
+# (20 minutes on 2 CPU cores, AMD EPYC) from any folder: the data is $VITPOSE_SHARED_DATA,
+# else shared/data beside the repository (found from this file). From
 # scratch, this short run does not yet localise keypoints (COCO AP 0.0 on the 4 images);
 # see docs/performance.md for what int8 measurements on it can and cannot show.
 _base_ = ['../coco/td-hm_vitpose-small_8xb64-210e_coco-256x192.py']
+import os  # after _base_: MMEngine reads a config with imports first as a lazy-import one
 
-data_root = '../shared/data/'
+data_root = os.path.join(os.environ.get('VITPOSE_SHARED_DATA') or os.path.realpath(
+    '{{ fileDirname }}/../../../../shared/data'), '')
 max_epochs = 40
 train_cfg = dict(max_epochs=max_epochs, val_interval=20)
 optim_wrapper = dict(optimizer=dict(lr=5e-4), paramwise_cfg=dict(layer_decay_rate=1.0))

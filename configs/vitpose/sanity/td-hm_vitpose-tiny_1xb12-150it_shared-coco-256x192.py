@@ -3,11 +3,13 @@
 # then tested on the same images with flip test, UDP decoding and CocoMetric. A wrong
 # codec, affine transform, flip or metric wiring keeps AP far below 0.9.
 #   mim train mmpose configs/vitpose/sanity/td-hm_vitpose-tiny_1xb12-150it_shared-coco-256x192.py
-# Point data_root elsewhere with --cfg-options data_root=... is not enough (it is baked
-# into the dataloaders below); override the dataloaders' data_root instead.
+# from any folder: the data is $VITPOSE_SHARED_DATA/coco, else shared/data/coco beside the
+# repository (found from this file, not the working directory).
 _base_ = ['../coco/td-hm_vitpose-base_8xb64-210e_coco-256x192.py']
+import os  # after _base_: MMEngine reads a config with imports first as a lazy-import one
 
-data_root = '../shared/data/coco/'
+data_root = os.path.join(os.environ.get('VITPOSE_SHARED_DATA') or os.path.realpath(
+    '{{ fileDirname }}/../../../../shared/data'), 'coco/')
 max_iters = 150
 
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
