@@ -10,7 +10,7 @@ from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
 from helpers import REPO, SHARED_DATA, tiny_config
-from vitpose_plugin.deploy import fold_batchnorm, set_inference_precision
+from vitpose_plugin.deploy import fold_batchnorm, inference_precision, set_inference_precision
 
 CLASSIC = 'td-hm_vitpose-base_8xb64-210e_coco-256x192.py'
 SIMPLE = 'td-hm_vitpose-base-simple_8xb64-210e_coco-256x192.py'
@@ -41,18 +41,87 @@ def test_fold_batchnorm_keeps_heatmaps(name, count):
     assert (before - after).abs().max() <= 1e-5
 
 
-def test_bf16_precision_switch():
+def test_bf16_stores_weights_in_bf16_and_gives_fp32_heatmaps():
+    """The bf16 path runs on every CPU (emulated where there are no bf16 units)."""
     model = tiny_model()
+    fp32_weights = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(2, 3, 256, 192)
     with torch.no_grad():
         fp32 = model._forward(x)
         set_inference_precision(model, 'bf16')
         bf16 = model._forward(x)
+    assert inference_precision(model) == 'bf16'
+    layer = model.backbone.layers[0]
+    assert layer.attn.qkv.weight.dtype == torch.bfloat16  # stored, not cast per call
+    assert model.head.final_layer.weight.dtype == torch.bfloat16
+    assert layer.norm1.weight.dtype == torch.float32  # norm layers keep fp32 parameters
     assert bf16.dtype == torch.float32  # heatmaps come back in fp32 for decoding
+    # bf16 keeps 8 significant bits (relative rounding 2**-8 per operation); through two
+    # tiny blocks and the decoder the heatmaps move by about a percent of their range,
+    # far less than a wrong graph moves them
     assert 0 < (bf16 - fp32).abs().max() <= 0.05 * fp32.abs().max()
-    assert 'forward' not in model.head.__dict__  # the head's method is restored
+    model.train()
+    with pytest.raises(RuntimeError, match="set_inference_precision\\(model, 'fp32'\\)"):
+        model._forward(x)
+    model.eval()
+    set_inference_precision(model, 'fp32')  # the very fp32 weights come back
+    for k, v in model.state_dict().items():
+        assert v.dtype == fp32_weights[k].dtype and torch.equal(v, fp32_weights[k]), k
+    with torch.no_grad():
+        assert torch.equal(model._forward(x), fp32)
     with pytest.raises(ValueError, match='int4'):
         set_inference_precision(model, 'int4')
+
+
+def test_bf16_layernorm_statistics_stay_fp32():
+    """Tokens far from zero (offset 300, spread 4): bf16 cannot hold their mean and
+    variance (8 significant bits: statistics in bf16 miss by ~0.5), but the bf16 model's
+    LayerNorm matches an fp32 LayerNorm of the same bf16 inputs up to the bf16 rounding
+    of the normalised value and of the output (2**-8 relative each)."""
+    model = set_inference_precision(tiny_model(), 'bf16')
+    norm = model.backbone.layers[0].norm1
+    with torch.no_grad():
+        norm.weight.normal_(1, 0.2)
+        norm.bias.normal_(0, 0.2)
+        x = (300 + 4 * torch.randn(2, 192, norm.normalized_shape[0])).bfloat16()
+        got = norm(x)
+        want = torch.nn.functional.layer_norm(x.float(), norm.normalized_shape, norm.weight,
+                                              norm.bias, norm.eps)
+    normalised = torch.nn.functional.layer_norm(x.float(), norm.normalized_shape, eps=norm.eps)
+    # + fp32's own error: the mean of values ~300 is exact to ~300 * 2**-24 * a few
+    bound = 2**-8 * ((normalised * norm.weight).abs() + want.abs()) + 1e-4
+    assert got.dtype == torch.bfloat16
+    assert ((got.float() - want).abs() <= bound).all()
+
+
+def test_auto_precision_follows_the_instruction_set():
+    from vitpose_plugin.deploy.auto import choose_precision
+    avx2 = ('avx2', 'fma')
+    assert choose_precision('cpu', False, avx2)[0] == 'fp32'
+    assert choose_precision('cpu', True, avx2)[0] == 'int8'
+    assert choose_precision('cpu', False, avx2 + ('avx512f', 'avx512_vnni'))[0] == 'fp32'
+    zen4 = avx2 + ('avx512f', 'avx512_vnni', 'avx512_bf16')
+    assert choose_precision('cpu', True, zen4) == (
+        'bf16', 'the CPU has bf16 units (avx512_bf16)')
+    assert choose_precision('cpu', True, zen4 + ('amx_tile', 'amx_bf16', 'amx_int8'))[0] == 'bf16'
+
+
+def test_auto_precision_on_this_machine_is_logged_and_set(monkeypatch):
+    from vitpose_plugin.deploy import precision
+    from vitpose_plugin.deploy.auto import choose_precision
+    logged = []
+    monkeypatch.setattr(precision, 'print_log', lambda msg, **kw: logged.append(msg))
+    model = tiny_model()
+    x = torch.randn(1, 3, 256, 192)
+    with torch.no_grad():
+        fp32 = model._forward(x)
+        set_inference_precision(model, 'auto')
+        got = model._forward(x)
+    want, why = choose_precision('cpu', int8_ready=False)  # no calibration data: no int8
+    assert inference_precision(model) == want and want in ('bf16', 'fp32')
+    assert logged[0] == f"inference precision 'auto' -> {want!r}: {why}"
+    assert got.dtype == torch.float32
+    assert (got - fp32).abs().max() <= 0.05 * fp32.abs().max()
 
 
 def test_onnx_export_matches_pytorch(tmp_path):

@@ -1,35 +1,38 @@
-"""Inference precision of a built pose model: fp32, bf16 / fp16 (autocast) or int8.
+"""Inference precision of a built pose model: auto, fp32, bf16, fp16 or int8.
 
-``set_inference_precision(model, 'bf16')`` puts forward hooks on the backbone (and the
-neck): in eval mode their forward runs under ``torch.autocast`` (CPU: bf16; GPU: bf16 or
-fp16) and their outputs are cast back to fp32, so the head, MMPose's decoding, flip test
-and metrics run unchanged in fp32 (the heads are a few percent of ViTPose's FLOPs).
-Training is never affected, and every method of the model keeps working.
-``'int8'`` runs the backbone as an int8 onnxruntime graph
-(:mod:`vitpose_plugin.deploy.int8`). ``'fp32'`` removes any switch.
+* ``'bf16'``: the backbone, neck and head weights stored in bf16, norm layers' in fp32,
+  heatmaps out in fp32 (:mod:`vitpose_plugin.deploy.bf16`); the fp32 weights come back
+  with ``'fp32'``.
+* ``'fp16'``: the backbone and neck under ``torch.autocast`` (fp16 on a GPU; on a CPU
+  torch's fp16 autocast), outputs cast back to fp32, so the head, MMPose's decoding,
+  flip test and metrics run unchanged in fp32.
+* ``'int8'``: the backbone as an int8 onnxruntime graph (:mod:`vitpose_plugin.deploy.int8`).
+* ``'auto'``: what :func:`vitpose_plugin.deploy.auto.choose_precision` picks for the
+  model's device and CPU; what it picked and why is logged.
+* ``'fp32'``: removes any switch.
+
+Each can be forced on any machine: bf16 without bf16 units runs (emulated, slowly; a
+warning says so), int8 needs onnxruntime and calibration data. The model's training
+is never run in a lower precision by this switch (bf16 refuses to train).
 
 For ``mim test`` / validation, add the hook of this module to a config::
 
-    custom_hooks = [dict(type='InferencePrecisionHook', precision='bf16')]
+    custom_hooks = [dict(type='InferencePrecisionHook', precision='auto')]
 """
 from typing import List, Optional
 
 import torch
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmpose.registry import HOOKS
 
-PRECISIONS = ('fp32', 'bf16', 'fp16', 'int8')
-_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
-_STATE = '_vitpose_inference_precision'  # (name, hook handles) on the model
+from vitpose_plugin.models.utils import to_fp32
 
+from .auto import BF16_UNITS, choose_precision, cpu_flags
 
-def _to_fp32(output):
-    if isinstance(output, torch.Tensor):
-        return output.float() if output.is_floating_point() else output
-    if isinstance(output, (tuple, list)):
-        return type(output)(_to_fp32(o) for o in output)
-    return output
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16', 'int8')
+_STATE = '_vitpose_inference_precision'  # (name, undo callables) on the model
 
 
 class _Autocast:
@@ -51,38 +54,70 @@ class _Autocast:
         if ctx is None:
             return None
         ctx.__exit__(None, None, None)
-        return _to_fp32(output)
+        return to_fp32(output)
 
 
 def inference_precision(model) -> str:
-    """The precision set on ``model`` ('fp32' when none was)."""
+    """The precision set on ``model`` ('fp32' when none was; 'auto' is resolved)."""
     return getattr(model, _STATE, ('fp32', []))[0]
+
+
+def _device(model) -> str:
+    param = next(model.parameters(), None)
+    return 'cpu' if param is None else param.device.type
+
+
+def resolve_precision(model, precision: str, **int8_options) -> str:
+    """``precision``, with ``'auto'`` replaced by the choice for ``model`` (logged)."""
+    if precision != 'auto':
+        return precision
+    int8_ready = bool(int8_options.get('calibration') or int8_options.get('onnx_file'))
+    if int8_ready:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            int8_ready = False
+    chosen, why = choose_precision(_device(model), int8_ready)
+    print_log(f"inference precision 'auto' -> {chosen!r}: {why}", logger='current')
+    return chosen
 
 
 def set_inference_precision(model, precision: str, **int8_options):
     """Switch ``model`` (a built top-down estimator) to ``precision``; returns it.
 
     ``int8_options`` go to :func:`vitpose_plugin.deploy.int8.quantize_backbone`
-    (``calibration`` is required there)."""
+    (``calibration`` or ``onnx_file`` is required there); with ``'auto'`` they also let
+    it pick int8."""
     if precision not in PRECISIONS:
         raise ValueError(f'inference precision {precision!r}; choose one of {PRECISIONS}')
-    _, handles = getattr(model, _STATE, ('fp32', []))
-    for h in handles:
-        h.remove()
+    _, undo = getattr(model, _STATE, ('fp32', []))
+    for fn in reversed(undo):
+        fn()
     from .onnx import restore_pytorch_backbone
     restore_pytorch_backbone(model)
-    handles = []
-    if precision in _DTYPES:
+    setattr(model, _STATE, ('fp32', []))
+    precision = resolve_precision(model, precision, **int8_options)
+    undo = []
+    if precision == 'bf16':
+        from .bf16 import cast_to_bf16, restore_fp32
+        if _device(model) == 'cpu' and not any(f in cpu_flags() for f in BF16_UNITS):
+            print_log('bf16 inference on a CPU without bf16 units (amx_bf16, avx512_bf16): '
+                      'it runs, emulated, several times slower than fp32', logger='current',
+                      level=30)
+        saved, handles = cast_to_bf16(model)
+        undo.append(lambda: restore_fp32(saved, handles))
+    elif precision == 'fp16':
         for name in ('backbone', 'neck'):
             module = getattr(model, name, None)
             if module is not None:
-                autocast = _Autocast(_DTYPES[precision])
-                handles += [module.register_forward_pre_hook(autocast.enter),
-                            module.register_forward_hook(autocast.exit, always_call=True)]
+                autocast = _Autocast(torch.float16)
+                handles = [module.register_forward_pre_hook(autocast.enter),
+                           module.register_forward_hook(autocast.exit, always_call=True)]
+                undo += [h.remove for h in handles]
     elif precision == 'int8':
         from .int8 import quantize_backbone
         quantize_backbone(model, **int8_options)
-    setattr(model, _STATE, (precision, handles))
+    setattr(model, _STATE, (precision, undo))
     return model
 
 

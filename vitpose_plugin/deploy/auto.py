@@ -1,0 +1,58 @@
+"""``precision='auto'``: the fastest inference path this machine runs within the
+agreement bound of fp32 (bf16: mean OKS >= 0.995; int8: >= 0.98).
+
+* CUDA: bf16 where the GPU has bf16 units (``torch.cuda.is_bf16_supported()``), else fp16
+  (autocast).
+* CPU with bf16 units (``amx_bf16``: Intel Xeon from Sapphire Rapids on; ``avx512_bf16``:
+  Intel Cooper Lake, AMD Zen 4 / 5): bf16, weights stored in bf16
+  (:mod:`vitpose_plugin.deploy.bf16`); bf16 matmuls run 6x fp32 on AMX.
+* Other CPUs (AVX2, AVX-512 without bf16): int8 through onnxruntime, when calibration
+  data or a calibrated graph is given (int8 cannot be made without one); else fp32. bf16
+  there would emulate every multiply and run many times slower than fp32.
+"""
+from typing import Optional, Tuple
+
+import torch
+
+# instruction-set flags (as /proc/cpuinfo names them) that decide which kernels run
+ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16',
+             'amx_tile', 'amx_bf16', 'amx_int8')
+BF16_UNITS = ('amx_bf16', 'avx512_bf16')
+
+
+def cpu_flags() -> Tuple[str, ...]:
+    """The flags of :data:`ISA_FLAGS` this CPU has: from /proc/cpuinfo, else (other
+    systems) from torch's cpuinfo probes."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    have = set(line.split(':', 1)[1].split())
+                    return tuple(f for f in ISA_FLAGS if f in have)
+    except OSError:
+        pass
+    probes = {'avx2': '_is_avx2_supported', 'avx512f': '_is_avx512_supported',
+              'avx512_vnni': '_is_vnni_supported', 'avx512_bf16': '_is_avx512_bf16_supported',
+              'amx_tile': '_is_amx_tile_supported', 'amx_bf16': '_is_amx_tile_supported'}
+    return tuple(f for f, probe in probes.items()
+                 if getattr(torch.cpu, probe, lambda: False)())
+
+
+def choose_precision(device: str = 'cpu', int8_ready: bool = False,
+                     flags: Optional[Tuple[str, ...]] = None) -> Tuple[str, str]:
+    """``(precision, why)`` for a model on ``device``. ``int8_ready``: calibration data
+    or an int8 graph was given; ``flags``: the CPU's (default: :func:`cpu_flags`)."""
+    if str(device).startswith('cuda'):
+        if torch.cuda.is_bf16_supported():
+            return 'bf16', 'the GPU has bf16 units'
+        return 'fp16', 'the GPU has no bf16 units: fp16 autocast'
+    flags = cpu_flags() if flags is None else flags
+    units = [f for f in BF16_UNITS if f in flags]
+    if units:
+        return 'bf16', f"the CPU has bf16 units ({', '.join(units)})"
+    if int8_ready:
+        return 'int8', ('the CPU has no bf16 units (' + (', '.join(flags) or 'no AVX2')
+                        + '); int8 linear layers through onnxruntime')
+    return 'fp32', ('the CPU has no bf16 units and int8 needs calibration data (calibration= '
+                    'or onnx_file=, the demo\'s --calibration / --onnx-file): fp32')
+
