@@ -56,7 +56,10 @@ def main(argv=None):
     args = parse_args(argv)
     if not (osp.isfile(args.src) or is_pretrained_path(args.src)):
         raise SystemExit(f'error: source checkpoint {args.src} does not exist')
-    ckpt = CheckpointLoader.load_checkpoint(args.src, map_location='cpu')
+    try:
+        ckpt = CheckpointLoader.load_checkpoint(args.src, map_location='cpu')
+    except (ValueError, OSError) as e:  # CheckpointError names the file and the problem
+        raise SystemExit(f'error: {e}')
     source = unwrap_state_dict(ckpt)
     layout = detect_layout(source)
     if layout == 'plugin' and not any(k.startswith(_POSE_KEYS) for k in source):

@@ -10,6 +10,7 @@ keypoint count) and gives the MoE model's heatmaps for that dataset.
 import argparse
 import os
 import os.path as osp
+import tempfile
 
 import torch
 
@@ -29,16 +30,30 @@ def main(argv=None):
     try:
         state_dict, _ = to_plugin_layout(load_state_dict_file(args.src))
         parts = split_vitpose_plus(state_dict, args.datasets)
+        for name, sd in parts.items():  # every part checked before anything is written
+            if 'head.final_layer.weight' not in sd:
+                raise KeyError(f'the head of {name} has no final_layer.weight')
     except (ValueError, KeyError) as e:
-        raise SystemExit(f'error: {args.src}: {e}')
+        raise SystemExit(f'error: {args.src}: {e.args[0] if e.args else e}')
     os.makedirs(args.out_dir, exist_ok=True)
     stem = osp.splitext(osp.basename(args.src))[0]
+    # all files or none: write into a temporary folder beside the outputs, then rename
+    tmp = tempfile.mkdtemp(prefix='.split-', dir=args.out_dir)
+    try:
+        for name, sd in parts.items():
+            torch.save({'state_dict': sd, 'meta': dict(split_from=osp.basename(args.src),
+                                                       dataset=name)},
+                       osp.join(tmp, f'{stem}_{name}.pth'))
+        for name in parts:
+            os.replace(osp.join(tmp, f'{stem}_{name}.pth'),
+                       osp.join(args.out_dir, f'{stem}_{name}.pth'))
+    finally:
+        for left in os.listdir(tmp):
+            os.remove(osp.join(tmp, left))
+        os.rmdir(tmp)
     for name, sd in parts.items():
-        path = osp.join(args.out_dir, f'{stem}_{name}.pth')
-        torch.save({'state_dict': sd, 'meta': dict(split_from=osp.basename(args.src),
-                                                   dataset=name)}, path)
         k = sd['head.final_layer.weight'].shape[0]
-        print(f'{name}: {k} keypoints -> {path}')
+        print(f'{name}: {k} keypoints -> {osp.join(args.out_dir, f"{stem}_{name}.pth")}')
 
 
 if __name__ == '__main__':

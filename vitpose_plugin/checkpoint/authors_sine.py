@@ -17,14 +17,18 @@ def check_and_drop(table: torch.Tensor, key: str) -> str:
     """Return a note if ``table`` is the plugin's sine table of some grid, else raise
     ``ValueError`` naming ``key``."""
     from ..models.utils.position_encoding import sine_position_encoding
-    t = table.detach().float().reshape(-1, table.shape[-1])
-    n, d = t.shape
-    for h in range(1, n + 1):
-        if n % h == 0 and d % 4 == 0:
-            ref = sine_position_encoding(d, h, n // h)
-            if torch.allclose(t, ref, atol=ATOL, rtol=0):
-                return f'{key}: the fixed sine table of a {h}x{n // h} grid, computed by ' \
-                       'the plugin at run time (dropped)'
+    from .allowlist import CheckpointError, current_source
+    from .convert import MAX_TOKENS, divisor_pairs
+    n, d = (table.numel() // table.shape[-1], table.shape[-1]) if table.dim() and \
+        table.shape[-1] else (0, 0)
+    if not (1 <= n <= MAX_TOKENS and 4 <= d <= 2**16 and d % 4 == 0):
+        raise CheckpointError(f'{current_source()}: {key} has shape {tuple(table.shape)}: a sine '
+                              f'table has 1..{MAX_TOKENS} positions of a width divisible by 4')
+    t = table.detach().float().reshape(n, d)
+    for h, w in divisor_pairs(n):
+        if torch.allclose(t, sine_position_encoding(d, h, w), atol=ATOL, rtol=0):
+            return f'{key}: the fixed sine table of a {h}x{w} grid, computed by ' \
+                   'the plugin at run time (dropped)'
     raise ValueError(f'{key} {tuple(table.shape)} is not the fixed 2-D sine table: the file '
                      'was trained with a learned position encoding, which the plugin\'s '
                      'TransPose/TokenPose models do not have')

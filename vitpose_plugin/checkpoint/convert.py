@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 
 from . import hf_vitpose, mmpretrain, official, tokenpose, transpose
+from .allowlist import CheckpointError, current_source
 from .safe_load import unwrap_state_dict
 from .vitpose_plus import heads_by_dataset
 
@@ -41,11 +42,27 @@ def detect_layout(keys) -> str:
     return 'plugin'
 
 
-def infer_grid(num_tokens: int, like: Tuple[int, int]) -> Tuple[int, int]:
-    """Factor ``num_tokens`` into (h, w) with the aspect ratio closest to ``like``."""
+MAX_TOKENS = 2**20  # a 1024 x 1024 patch grid: 16384 x 16384 pixels at patch 16
+
+
+def divisor_pairs(n: int) -> List[Tuple[int, int]]:
+    """Every (h, w) with h * w == n, in O(sqrt(n))."""
+    small = [h for h in range(1, math.isqrt(n) + 1) if n % h == 0]
+    return sorted({(h, n // h) for h in small} | {(n // h, h) for h in small})
+
+
+def infer_grid(num_tokens: int, like: Tuple[int, int], key: str = 'pos_embed'
+               ) -> Tuple[int, int]:
+    """Factor ``num_tokens`` into (h, w) with the aspect ratio closest to ``like``;
+    :class:`CheckpointError` (naming the file and ``key``) for no tokens or more than
+    :data:`MAX_TOKENS`."""
     if num_tokens == like[0] * like[1]:
         return tuple(like)
-    pairs = [(h, num_tokens // h) for h in range(1, num_tokens + 1) if num_tokens % h == 0]
+    if not 1 <= num_tokens <= MAX_TOKENS:
+        raise CheckpointError(
+            f'{current_source()}: {key} holds {num_tokens} patch positions; a ViT position '
+            f'embedding has between 1 and {MAX_TOKENS} (plus its slot 0)')
+    pairs = divisor_pairs(num_tokens)
     return min(pairs, key=lambda p: abs(math.log(p[0] / p[1]) - math.log(like[0] / like[1])))
 
 
@@ -81,7 +98,10 @@ def fit_vit(state_dict: dict, prefix: str, grid: Sequence[int], patch: Sequence[
     notes = []
     pos = state_dict.get(prefix + 'pos_embed')
     if pos is not None:
-        src = infer_grid(pos.shape[1] - 1, tuple(grid))
+        if pos.dim() != 3 or pos.shape[0] != 1:
+            raise CheckpointError(f'{current_source()}: {prefix}pos_embed has shape '
+                                  f'{tuple(pos.shape)}; expected (1, 1 + patches, channels)')
+        src = infer_grid(pos.shape[1] - 1, tuple(grid), prefix + 'pos_embed')
         if tuple(src) != tuple(grid):
             state_dict[prefix + 'pos_embed'] = resize_pos_embed(pos, src, grid)
             notes.append(f'resized pos_embed from a {src[0]}x{src[1]} to a '
@@ -103,6 +123,7 @@ def fit_to_model(state_dict: dict, model: torch.nn.Module) -> Tuple[dict, List[s
         if isinstance(module, ViT):
             notes += fit_vit(state_dict, path + '.' if path else '', module.grid,
                              module.patch_size, module.patch_kernel_fit)
+            module.fit_knowledge_token(state_dict, path + '.' if path else '')
     names = getattr(model, 'dataset_names', None)
     if names and isinstance(getattr(model, 'heads', None), torch.nn.ModuleDict) and any(
             k.startswith(('head.', 'associate_')) for k in state_dict):
@@ -132,8 +153,13 @@ def _convert_hook(module, state_dict, prefix, *args):
     if getattr(state_dict, _CONVERTED, False):
         return  # an enclosing module converted the whole state dict
     mine = [k for k in state_dict if k.startswith(prefix)]
-    converted, notes = to_plugin_layout({k[len(prefix):]: state_dict.pop(k) for k in mine},
-                                        module)
+    try:
+        converted, notes = to_plugin_layout(
+            {k[len(prefix):]: state_dict.pop(k) for k in mine}, module)
+    except CheckpointError:
+        raise
+    except (ValueError, KeyError) as e:  # name the file the weights came from
+        raise CheckpointError(f'{current_source()}: {e.args[0] if e.args else e}') from None
     state_dict.update({prefix + k: v for k, v in converted.items()})
     try:
         setattr(state_dict, _CONVERTED, True)

@@ -29,6 +29,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from .allowlist import CheckpointError, check_loaded
+
 CONFIG_KEY = 'transformers_config'  # the config.json travels with the weights under this key
 _BACKBONE = 'backbone.embeddings.patch_embeddings.projection.'
 _HEAD = {'deconv1': 'deconv_layers.0', 'batchnorm1': 'deconv_layers.1',
@@ -47,22 +49,89 @@ def is_pretrained_path(path: str) -> bool:
         path.endswith('.safetensors')
 
 
-def load_pretrained(path: str) -> dict:
-    """{'state_dict': weights with the config under ``CONFIG_KEY``} from a
-    ``save_pretrained`` folder, or a ``.safetensors`` file (its folder's config.json is
-    read when there is one)."""
+def _config_error(file: str, what: str) -> CheckpointError:
+    return CheckpointError(f'{file}: {what}')
+
+
+def _check_number(file: str, where: str, value, kind=int, low=1, high=2**20):
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float
+                                                   else int) or not low <= value <= high:
+        raise _config_error(file, f'{where} must be {"a number" if kind is float else "an integer"}'
+                            f' in [{low}, {high}], got {value!r}')
+
+
+def read_config(file: str) -> dict:
+    """A transformers ``config.json``, checked for the fields the plugin reads (types and
+    ranges); :class:`CheckpointError` naming the file and the field otherwise."""
+    try:
+        with open(file, encoding='utf-8') as f:
+            config = json.load(f)
+    except RecursionError:
+        raise _config_error(file, 'nested too deeply to be a config') from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _config_error(file, f'not a JSON config: {e}') from None
+    if not isinstance(config, dict):
+        raise _config_error(file, f'expected a JSON object, got a {type(config).__name__}')
+    backbone = config.get('backbone_config')
+    if backbone is None:
+        backbone = {}
+    if not isinstance(backbone, dict):
+        raise _config_error(file, f'backbone_config must be an object, got {backbone!r:.80}')
+    for key in ('hidden_size', 'num_hidden_layers', 'num_attention_heads', 'num_experts',
+                'part_features'):
+        if key in backbone:
+            _check_number(file, f'backbone_config.{key}', backbone[key],
+                          low=0 if key == 'part_features' else 1, high=2**16)
+    if 'mlp_ratio' in backbone:
+        _check_number(file, 'backbone_config.mlp_ratio', backbone['mlp_ratio'], float, 0, 64)
+    patch = backbone.get('patch_size', [16, 16])
+    patch = [patch, patch] if isinstance(patch, int) and not isinstance(patch, bool) else patch
+    if not (isinstance(patch, list) and len(patch) == 2):
+        raise _config_error(file, f'backbone_config.patch_size must be an integer or two, got '
+                            f'{patch!r:.80}')
+    for p in patch:
+        _check_number(file, 'backbone_config.patch_size', p, high=1024)
+    backbone['patch_size'] = patch
+    act = backbone.get('hidden_act', 'gelu')
+    if act != 'gelu':
+        raise _config_error(file, f'backbone_config.hidden_act {act!r}: the plugin\'s ViT uses '
+                            "exact GELU ('gelu') and cannot run another activation")
+    eps = backbone.get('layer_norm_eps', 1e-12)
+    _check_number(file, 'backbone_config.layer_norm_eps', eps, float, 0, 1)
+    if 'id2label' in config and not isinstance(config['id2label'], dict):
+        raise _config_error(file, f'id2label must be an object, got {config["id2label"]!r:.80}')
+    if not isinstance(config.get('use_simple_decoder', True), bool):
+        raise _config_error(file, 'use_simple_decoder must be true or false, got '
+                            f'{config["use_simple_decoder"]!r:.80}')
+    config['backbone_config'] = backbone
+    config['_file'] = file
+    return config
+
+
+def load_pretrained(path: str, source: Optional[str] = None) -> dict:
+    """{'state_dict': weights} from a ``save_pretrained`` folder or a ``.safetensors``
+    file. Weights in transformers' layout carry the folder's config.json under
+    ``CONFIG_KEY`` (checked by :func:`read_config`); a file in another layout (e.g. the
+    plugin's) does not read any config.json. ``source`` names the file in messages (the
+    URL of a download, whose folder is a cache)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
-    folder = path if osp.isdir(path) else osp.dirname(path)
+    source = source or path
+    folder = path if osp.isdir(path) else osp.dirname(path) or '.'
     weights = osp.join(path, 'model.safetensors') if osp.isdir(path) else path
     if not osp.isfile(weights):
         raise FileNotFoundError(f'{path}: no model.safetensors in this folder')
-    state_dict = load_file(weights)
+    try:
+        state_dict = load_file(weights)
+    except (SafetensorError, OSError, ValueError, RuntimeError, MemoryError) as e:
+        raise CheckpointError(f'{weights if source == path else source}: not a valid '
+                              f'safetensors file: {e}') from None
+    state_dict = check_loaded(state_dict)
     config_file = osp.join(folder, 'config.json')
-    if osp.isfile(config_file):
-        with open(config_file) as f:
-            config = json.load(f)
-        config['_file'] = config_file
-        state_dict[CONFIG_KEY] = config
+    if matches(state_dict) and source == path and osp.isfile(config_file):
+        config = read_config(config_file)
+        if config.get('model_type') == 'vitpose' or osp.isdir(path):
+            state_dict[CONFIG_KEY] = config
     return {'state_dict': state_dict}
 
 
@@ -116,12 +185,18 @@ def check_architecture(config: dict, model) -> List[str]:
             f'{config.get("_file", "transformers config.json")} describes another '
             'architecture than the model: ' + ', '.join(
                 f'{k}: checkpoint {a} vs model {b}' for k, (a, b) in sorted(diff.items())))
-    eps = (config.get('backbone_config') or {}).get('layer_norm_eps', 1e-12)
-    notes = []
-    if eps != 1e-6:
-        notes.append(f'transformers ran its LayerNorms with eps={eps:g}; the plugin uses the '
-                     'official 1e-6 (heatmaps differ by ~1e-7)')
-    return notes
+    from ..models.backbones.vit import ViT
+    eps = float((config.get('backbone_config') or {}).get('layer_norm_eps', 1e-12))
+    vit = getattr(model, 'backbone', model)
+    if not isinstance(vit, ViT):
+        return []
+    norms = [m for m in vit.modules() if isinstance(m, torch.nn.LayerNorm) and m.eps != eps]
+    for norm in norms:
+        norm.eps = eps
+    if norms:
+        return [f'LayerNorm eps set to {eps:g} as in {config.get("_file", "config.json")} (the '
+                f'official models and the plugin\'s configs use 1e-6)']
+    return []
 
 
 def convert(state_dict: dict, model=None) -> Tuple[dict, List[str]]:
@@ -130,6 +205,12 @@ def convert(state_dict: dict, model=None) -> Tuple[dict, List[str]]:
     notes = ['converted the transformers ViTPose layout']
     if config is not None and model is not None:
         notes += check_architecture(config, model)
+    elif config is not None:
+        eps = float(config['backbone_config'].get('layer_norm_eps', 1e-12))
+        if eps != 1e-6:
+            notes.append(f'{config.get("_file", "config.json")} runs LayerNorm with eps={eps:g};'
+                         ' the plugin layout stores no eps, and its ViT uses 1e-6 unless this '
+                         'folder is loaded directly (heatmaps differ by about 1e-7)')
     prefix = 'backbone.' if any(k.startswith(_BACKBONE) for k in state_dict) else ''
     out, qkv = {}, {}
     for key, value in state_dict.items():
@@ -160,6 +241,10 @@ def convert(state_dict: dict, model=None) -> Tuple[dict, List[str]]:
                     break
             out[f'{prefix}layers.{i}.{rest}'] = value
     for (i, kind), parts in qkv.items():
+        missing = [n for n in ('query', 'key', 'value') if n not in parts]
+        if missing:
+            raise KeyError(f'{prefix}encoder.layer.{i}.attention.attention.{missing[0]}.{kind} '
+                           f'is missing (the file has {sorted(parts)} of layer {i})')
         out[f'{prefix}layers.{i}.attn.qkv.{kind}'] = torch.cat(
             [parts['query'], parts['key'], parts['value']], dim=0)
     return out, notes

@@ -3,81 +3,79 @@
 Every checkpoint MMEngine reads goes through ``CheckpointLoader`` (``load_from``,
 ``--resume``, ``mim test --checkpoint``, ``init_model``, ``init_cfg=Pretrained``). This
 module registers the loaders of local files and URLs (``http(s)://``, ``openmmlab://``,
-``torchvision://``, ``mmcls://``) so that each file is read with
-``torch.load(weights_only=True)``, allowing exactly the Python types MMEngine's own
-runner checkpoints hold (numpy arrays and scalars, ``HistoryBuffer``, ``Counter``,
-``ConfigDict``):
-``--resume`` and ``mim test`` work without any fallback.
+``torchvision://``, ``mmcls://``). A file is recognised by its content (torch.save's zip
+or legacy format, or safetensors, whatever its name) and read with
+``torch.load(weights_only=True)`` plus the types MMEngine's runner checkpoints hold, in
+the restricted forms of :mod:`.allowlist`; ``--resume`` and ``mim test`` work without any
+fallback, and the config text MMEngine would run on ``--resume`` is reduced to its data.
 
-A file that needs anything else is refused with :class:`UntrustedCheckpointError`,
-which names the file and the refused global. Full unpickling (which can run arbitrary
-code) happens only for files the user names as trusted::
+A file that needs any other global is refused with :class:`UntrustedCheckpointError`,
+which names the file and the refused global; a corrupt, truncated or implausible file
+with :class:`~.allowlist.CheckpointError`, which names the file and what is wrong. Full
+unpickling (which can run arbitrary code) happens only for files the user names as
+trusted::
 
     VITPOSE_TRUSTED_CHECKPOINTS=/path/a.pth:https://host/b.pth mim test ...
 
 or, in Python, ``with trusted_checkpoints('/path/a.pth'): ...``. The entry ``*``
-trusts every file.
+trusts every file. Downloads are cached per whole URL, so trusting one URL never
+unpickles another URL's file.
 """
 import contextlib
+import hashlib
 import os
 import os.path as osp
 import pickle
 import re
-from collections import Counter
+import urllib.error
 from typing import Iterator, List, Optional, Set
 from urllib.parse import urlparse
 
-import numpy as np
 import torch
-from mmengine.config import ConfigDict
 from mmengine.dist import get_dist_info
-from mmengine.logging import HistoryBuffer, print_log
+from mmengine.logging import print_log
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from . import hf_vitpose
+from .allowlist import (
+    CheckpointError,
+    check_loaded,
+    inert_config_text,
+    loading,
+    runner_checkpoint_globals,
+)
 
 TRUST_ENV = 'VITPOSE_TRUSTED_CHECKPOINTS'
 _trusted_here: Set[str] = set()  # entries of trusted_checkpoints() contexts
+# torch's own words for a global outside the allowlist (and for a blocked module)
+_REFUSED = (re.compile(r'Unsupported global: GLOBAL ([\w.]+) was not an allowed global'),
+            re.compile(r'unsupported GLOBAL ([\w.]+) whose module [\w.]+ is blocked'))
 
 
 class UntrustedCheckpointError(pickle.UnpicklingError):
     """A checkpoint needs full unpickling and the user has not said it is trusted."""
 
 
-def _history_buffer_method(obj, name: str):
-    """``getattr`` as MMEngine's pickled ``HistoryBuffer`` uses it: a statistics method
-    of ``HistoryBuffer`` and nothing else (a general ``getattr`` would let a file walk
-    from any allowed class to arbitrary code)."""
-    if obj is HistoryBuffer and name in ('min', 'max', 'current', 'mean'):
-        return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint')
-
-
-def _numpy_globals() -> list:
-    """numpy's array, scalar and dtype reconstructors under their pickled names (numpy 1
-    writes ``numpy.core.multiarray``, numpy 2 ``numpy._core.multiarray``)."""
-    multiarray = np.core.multiarray
-    items = [np.ndarray, (np.ndarray, 'numpy.ndarray'), (np.dtype, 'numpy.dtype')]
-    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        items += [(multiarray._reconstruct, f'{module}._reconstruct'),
-                  (multiarray.scalar, f'{module}.scalar')]
-    # dtype instances of numpy >= 1.25 are pickled by their class
-    items += [(type(np.dtype(c)), f'numpy.dtypes.{type(np.dtype(c)).__name__}')
-              for c in 'bBhHiIlLqQefdg?']
-    return items
-
-
-def runner_checkpoint_globals() -> list:
-    """The non-tensor types of MMEngine runner checkpoints (``meta``, ``message_hub``,
-    optimizer, scheduler and AMP loss-scaler states), for ``torch.serialization``."""
-    return _numpy_globals() + [HistoryBuffer, Counter, ConfigDict,
-                               (_history_buffer_method, 'builtins.getattr')]
+def parse_trust_entries(text: str) -> Set[str]:
+    """The entries of a ``VITPOSE_TRUSTED_CHECKPOINTS`` value: paths and URLs separated
+    by ``:`` (``os.pathsep``). A URL's own ``://`` and ``:port`` do not split it; a URL
+    ends at the next ``:`` after its host."""
+    entries, rest = [], text
+    while rest:
+        m = re.match(r'[A-Za-z][A-Za-z0-9+.-]*://[^/:]*(?::\d+)?', rest)
+        if m:  # scheme://host[:port], then the path up to the next separator
+            end = rest.find(os.pathsep, m.end())
+        else:
+            end = rest.find(os.pathsep)
+        end = len(rest) if end < 0 else end
+        entries.append(rest[:end].strip())
+        rest = rest[end + 1:]
+    return {e for e in entries if e}
 
 
 def _trust_entries() -> Set[str]:
-    entries = {e for e in os.environ.get(TRUST_ENV, '').split(os.pathsep) if e.strip()}
-    return entries | _trusted_here
+    return parse_trust_entries(os.environ.get(TRUST_ENV, '')) | _trusted_here
 
 
 def _canonical(name: str) -> str:
@@ -101,34 +99,88 @@ def trusted_checkpoints(*names: str) -> Iterator[None]:
         _trusted_here.difference_update(added)
 
 
-def _refused_global(error: Exception) -> str:
-    text = str(error)
-    m = re.search(r'GLOBAL ([\w.]+)', text) or re.search(r'global[: ]+`?([\w.]+)', text)
-    return m.group(1) if m else text.strip().splitlines()[0][:200]
+def sniff_format(filename: str) -> str:
+    """``'zip'`` (torch.save), ``'legacy'`` (torch.save before 1.6), ``'safetensors'``;
+    :class:`CheckpointError` for anything else."""
+    with open(filename, 'rb') as f:
+        head = f.read(9)
+        size = os.fstat(f.fileno()).st_size
+    if head[:4] == b'PK\x03\x04':
+        return 'zip'
+    if head[:1] == b'\x80':
+        return 'legacy'
+    if len(head) == 9 and head[8:9] == b'{' and int.from_bytes(head[:8], 'little') < size:
+        return 'safetensors'
+    if not head:
+        raise CheckpointError(f'{filename}: the file is empty')
+    raise CheckpointError(
+        f'{filename}: not a checkpoint: it starts with {head!r}, which is neither a '
+        'PyTorch file (a zip archive, or a pickle for files before torch 1.6) nor '
+        'safetensors')
 
 
-def load_file(filename: str, map_location=None, source: Optional[str] = None):
-    """``torch.load`` a local file with the runner-checkpoint allowlist, or fully if the
-    user trusts it. ``source`` is the name to check trust for and to report (the URL
-    of a downloaded file)."""
-    source = source or filename
-    if is_trusted(source):
-        print_log(f'{source}: loading with full unpickling ({TRUST_ENV} names it as '
-                  'trusted)', logger='current')
-        return torch.load(filename, map_location=map_location, weights_only=False)
+def _torch_load(filename: str, source: str, kind: str, map_location):
     try:
         with torch.serialization.safe_globals(runner_checkpoint_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as e:
-        refused = _refused_global(e)
-        raise UntrustedCheckpointError(
-            f'{source}: refused to load this checkpoint: it needs full unpickling for '
-            f'the global {refused!r}, which can run arbitrary code. vitpose_plugin loads '
-            'checkpoints with torch.load(weights_only=True) and allows only the types '
-            "MMEngine's own checkpoints hold. If you trust this file, say so explicitly: "
-            f'{TRUST_ENV}={source} (several entries separated by {os.pathsep!r}; "*" '
-            'trusts all), or in Python: with vitpose_plugin.checkpoint.'
-            f'trusted_checkpoints({source!r}): ...') from None
+        refused = [m.group(1) for r in _REFUSED for m in [r.search(str(e))] if m]
+        if refused:
+            raise UntrustedCheckpointError(
+                f'{source}: refused to load this checkpoint: it needs full unpickling for '
+                f'the global {refused[0]!r}, which can run arbitrary code. vitpose_plugin '
+                'loads checkpoints with torch.load(weights_only=True) and allows only the '
+                "types MMEngine's own checkpoints hold. If you trust this file, say so "
+                f'explicitly: {TRUST_ENV}={source} (several entries separated by '
+                f'{os.pathsep!r}; "*" trusts all), or in Python: with vitpose_plugin.'
+                f'checkpoint.trusted_checkpoints({source!r}): ...') from None
+        raise CheckpointError(f'{source}: not a valid checkpoint: its pickle cannot be '
+                              f'read ({_first_line(e)})') from None
+    except EOFError:
+        raise CheckpointError(f'{source}: the file is truncated (it ends inside the '
+                              'pickled data)') from None
+    except (RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            OSError, OverflowError, MemoryError, RecursionError) as e:
+        what = 'zip archive' if kind == 'zip' else 'legacy PyTorch file'
+        raise CheckpointError(f'{source}: a corrupt or truncated {what}: '
+                              f'{type(e).__name__}: {_first_line(e)}') from None
+
+
+def _first_line(error: Exception) -> str:
+    lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
+    return lines[0][:300] if lines else type(error).__name__
+
+
+def _inert_meta_config(checkpoint, source: str) -> None:
+    """MMEngine's ``Runner.resume`` runs ``meta['config']`` as Python: keep only its data."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or 'config' not in meta:
+        return
+    text = inert_config_text(meta['config'])
+    if text is None:
+        del meta['config']
+    else:
+        meta['config'] = text
+
+
+def load_file(filename: str, map_location=None, source: Optional[str] = None):
+    """Load a local checkpoint file (torch.save's zip or legacy format, or safetensors)
+    with the allowlist of :mod:`.allowlist`, or fully if the user trusts it. ``source``
+    is the name to check trust for and to report (the URL of a downloaded file)."""
+    source = source or filename
+    with loading(source):
+        kind = sniff_format(filename)
+        if kind == 'safetensors':
+            return hf_vitpose.load_pretrained(filename, source=source)
+        if is_trusted(source):
+            print_log(f'{source}: loading with full unpickling ({TRUST_ENV} names it as '
+                      'trusted)', logger='current')
+            return torch.load(filename, map_location=map_location, weights_only=False)
+        checkpoint = check_loaded(_torch_load(filename, source, kind, map_location))
+        _inert_meta_config(checkpoint, source)
+        return checkpoint
 
 
 @CheckpointLoader.register_scheme(prefixes='', force=True)
@@ -137,20 +189,45 @@ def load_from_local(filename: str, map_location=None):
     ``save_pretrained`` folder or ``.safetensors`` file is read with ``safetensors``
     (tensors only, nothing to unpickle)."""
     filename = osp.expanduser(filename)
-    if hf_vitpose.is_pretrained_path(filename):
-        return hf_vitpose.load_pretrained(filename)
+    if osp.isdir(filename):
+        if hf_vitpose.is_pretrained_path(filename):
+            with loading(filename):
+                return hf_vitpose.load_pretrained(filename)
+        raise CheckpointError(f'{filename}: a folder without config.json: not a Hugging '
+                              'Face save_pretrained folder, and not a checkpoint file')
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     return load_file(filename, map_location)
 
 
-def _download(url: str, model_dir: Optional[str], progress: bool) -> str:
+class CheckpointDownloadError(OSError):
+    """A checkpoint URL could not be downloaded; the message says how to go on offline."""
+
+
+def cached_path(url: str, model_dir: Optional[str] = None) -> str:
+    """Where a URL is cached: torch's hub folder, one file per whole URL (its hash, then
+    its base name), so two URLs never share a file."""
     model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
-    os.makedirs(model_dir, exist_ok=True)
-    cached = osp.join(model_dir, osp.basename(urlparse(url).path))
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return osp.join(model_dir, f'{digest}-{osp.basename(urlparse(url).path) or "file"}')
+
+
+def _download(url: str, model_dir: Optional[str], progress: bool) -> str:
+    cached = cached_path(url, model_dir)
     if not osp.exists(cached):
+        os.makedirs(osp.dirname(cached), exist_ok=True)
         print_log(f'Downloading {url} to {cached}', logger='current')
-        torch.hub.download_url_to_file(url, cached, progress=progress)
+        try:  # torch writes a temporary file and renames it once complete
+            torch.hub.download_url_to_file(url, cached, progress=progress)
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, 'reason', None) or e
+            raise CheckpointDownloadError(
+                f'could not download {url}: {reason}. Offline? Download the file on a '
+                'machine with internet access and pass the local path instead (load_from='
+                ', --checkpoint, init_cfg=dict(type=\'Pretrained\', checkpoint=PATH), '
+                'init_model(config, PATH), or the demo\'s --pose-checkpoint / '
+                '--det-checkpoint), or start without these weights (init_cfg=None; the '
+                'demo\'s --random-weights).') from None
     return cached
 
 
@@ -218,7 +295,7 @@ def load_state_dict_file(filename: str, map_location='cpu') -> dict:
 
 
 __all__: List[str] = [
-    'TRUST_ENV', 'UntrustedCheckpointError', 'is_trusted', 'load_file',
-    'load_state_dict_file', 'runner_checkpoint_globals', 'trusted_checkpoints',
-    'unwrap_state_dict'
+    'TRUST_ENV', 'CheckpointDownloadError', 'CheckpointError', 'UntrustedCheckpointError',
+    'cached_path', 'is_trusted', 'load_file', 'load_state_dict_file', 'parse_trust_entries',
+    'runner_checkpoint_globals', 'sniff_format', 'trusted_checkpoints', 'unwrap_state_dict'
 ]

@@ -23,7 +23,13 @@ def heads_by_dataset(state_dict: dict, datasets: Sequence[str]) -> dict:
     for key, value in state_dict.items():
         m = re.match(r'^associate_(?:keypoint_)?heads\.(\d+)\.(.*)$', key)
         if m:
-            key = f'heads.{datasets[int(m.group(1)) + 1]}.{m.group(2)}'
+            j = int(m.group(1))
+            if j + 1 >= len(datasets):
+                raise ValueError(
+                    f'{key}: associate head {j} is dataset {j + 2} of the file, but only '
+                    f'{len(datasets)} datasets are named ({list(datasets)}); name them all '
+                    '(e.g. --datasets, or the model\'s dataset names)')
+            key = f'heads.{datasets[j + 1]}.{m.group(2)}'
         elif key.startswith(('keypoint_head.', 'head.')):
             key = f'heads.{datasets[0]}.' + key.split('.', 1)[1]
         out[key] = value
