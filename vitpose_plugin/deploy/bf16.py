@@ -25,7 +25,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from vitpose_plugin.models.utils import fp32_output
 
 NORMS = (nn.LayerNorm, nn.GroupNorm, _NormBase)
-PARTS = ('backbone', 'neck', 'head')
+PARTS = ('backbone', 'neck', 'head', 'heads')  # heads: one per dataset (ViTPose+)
 
 
 def _bf16_input(module: nn.Module, args):
@@ -38,13 +38,20 @@ def _bf16_input(module: nn.Module, args):
 
 
 def cast_to_bf16(model: nn.Module) -> Tuple[List, List]:
-    """Store ``model``'s backbone / neck / head weights in bf16 (norm layers excepted);
+    """Store ``model``'s backbone / neck / head(s) weights in bf16 (norm layers excepted);
     returns ``(saved, handles)`` for :func:`restore_fp32`."""
-    head = getattr(model, 'head', None)
-    final = getattr(head, 'final_layer', None)
-    if head is not None and not isinstance(final, nn.Module):
-        raise ValueError(f'bf16 inference: the head {type(head).__name__} has no final_layer '
-                         'to return fp32 heatmaps from; use precision fp32, fp16 or int8')
+    heads = getattr(model, 'heads', None)
+    heads = list(heads.values()) if heads is not None else [getattr(model, 'head', None)]
+    finals = []
+    for head in heads:
+        if head is None:
+            continue
+        final = getattr(head, 'final_layer', None)
+        if not isinstance(final, nn.Module):
+            raise ValueError(f'bf16 inference: the head {type(head).__name__} has no '
+                             'final_layer to return fp32 heatmaps from; use precision fp32, '
+                             'fp16 or int8')
+        finals.append(final)
     saved, seen = [], set()
     for part in PARTS:
         module = getattr(model, part, None)
@@ -63,8 +70,7 @@ def cast_to_bf16(model: nn.Module) -> Tuple[List, List]:
                     saved.append((m, name, b))
                     m._buffers[name] = b.to(torch.bfloat16)
     handles = [model.backbone.register_forward_pre_hook(_bf16_input)]
-    if final is not None:
-        handles.append(final.register_forward_hook(fp32_output))
+    handles += [final.register_forward_hook(fp32_output) for final in finals]
     return saved, handles
 
 
