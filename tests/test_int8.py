@@ -1,4 +1,5 @@
 """int8 ViTPose on the CPU (onnxruntime QDQ, calibrated on person crops)."""
+import os
 import re
 import subprocess
 import sys
@@ -58,7 +59,16 @@ def test_int8_without_calibration_data_is_a_clear_error():
         set_inference_precision(tiny_model(), 'int8', calibration='/nowhere')
 
 
-def test_calibrate_tool_writes_an_int8_graph_the_demo_takes(coco_dir, tmp_path, images):
+def load_demo():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('topdown_demo',
+                                                  REPO / 'demo' / 'topdown_demo.py')
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    return demo
+
+
+def test_calibrate_tool_writes_an_int8_graph_the_demo_takes(coco_dir, tmp_path, tiny_models):
     model = tiny_model()
     config = tmp_path / 'tiny.py'
     tiny_config(CLASSIC).dump(str(config))
@@ -75,6 +85,47 @@ def test_calibrate_tool_writes_an_int8_graph_the_demo_takes(coco_dir, tmp_path, 
     assert {'QuantizeLinear', 'DequantizeLinear', 'LayerNormalization', 'Softmax'} <= ops
     set_inference_precision(model, 'int8', onnx_file=str(tmp_path / 'int8.onnx'))
     assert model.backbone.onnx_file == str(tmp_path / 'int8.onnx')
+    # the documented command: the demo takes the calibrated graph, no calibration data
+    demo = load_demo()
+    pipeline = demo.build_pipeline(demo.parse_args(
+        tiny_models + ['--precision', 'int8', '--onnx-file', str(tmp_path / 'int8.onnx')]))
+    assert inference_precision(pipeline.pose) == 'int8'
+    assert pipeline.pose.backbone.onnx_file == str(tmp_path / 'int8.onnx')
+
+
+def test_int8_session_runs_operators_in_sequence_on_torchs_threads(tmp_path):
+    """One inter-op thread, sequential execution, torch's intra-op threads (one per
+    physical core): what keeps batch-1 int8 times steady run to run."""
+    import onnxruntime as ort
+
+    from vitpose_plugin.deploy import export_onnx, onnxruntime_session
+    model = tiny_model()
+    export_onnx(model, str(tmp_path / 'b.onnx'), (256, 192), part='backbone')
+    opts = onnxruntime_session(str(tmp_path / 'b.onnx')).session.get_session_options()
+    assert opts.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert opts.inter_op_num_threads == 1
+    assert opts.intra_op_num_threads == torch.get_num_threads()
+
+
+def test_int8_tools_share_one_calibration_default_and_check(tmp_path):
+    import importlib.util
+
+    from vitpose_plugin.deploy.int8 import DEFAULT_CALIBRATION
+    defaults = []
+    for tool in ('calibrate_int8', 'export_onnx'):
+        spec = importlib.util.spec_from_file_location(tool, REPO / 'tools' / f'{tool}.py')
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        args = module.parse_args(['c.py', 'w.pth', str(tmp_path / 'o.onnx')])
+        defaults.append((args.calibration, args.num, args.method))
+        # checked before any model is read (c.py and w.pth do not exist either)
+        argv = ['c.py', 'w.pth', str(tmp_path / 'o.onnx'), '--calibration',
+                str(tmp_path / 'missing.json')] + (['--int8'] if tool == 'export_onnx' else [])
+        with pytest.raises(SystemExit, match='missing.json does not exist'):
+            module.main(argv)
+    assert defaults[0] == defaults[1] == (DEFAULT_CALIBRATION, 256, 'percentile')
+    assert DEFAULT_CALIBRATION == os.path.normpath(
+        SHARED_DATA / 'coco-mini-train' / 'person_keypoints_train2017.json')
 
 
 def test_export_tool_int8_writes_a_calibrated_qdq_backbone(coco_dir, tmp_path):

@@ -6,24 +6,25 @@
 The backbone's linear layers become int8 (onnxruntime QDQ, per-channel weights, uint8
 activations whose ranges are calibrated on --calibration: a COCO json, whose person
 boxes are cropped as the test pipeline does, or a folder of images with an optional
-bboxes.json in the demo's --bboxes format; default: the shared COCO images). The tool
-then compares int8 with fp32 heatmaps on those crops. Use the graph with
+bboxes.json in the demo's --bboxes format; default: the shared coco-mini-train people,
+``vitpose_plugin.deploy.int8.DEFAULT_CALIBRATION``, as for ``tools/export_onnx.py
+--int8``). The tool then compares int8 with fp32 heatmaps on those crops. Use the graph with
 ``python demo/topdown_demo.py --precision int8 --onnx-file OUT.onnx`` or
 ``set_inference_precision(model, 'int8', onnx_file=OUT.onnx)``.
 """
 import argparse
-import os
-import os.path as osp
 
 import torch
 from mmpose.apis import init_model
 
 from vitpose_plugin.deploy import fold_batchnorm
-from vitpose_plugin.deploy.int8 import calibration_crops, quantize_backbone_graph
+from vitpose_plugin.deploy.int8 import (
+    add_calibration_args,
+    calibration_crops,
+    check_calibration,
+    quantize_backbone_graph,
+)
 from vitpose_plugin.deploy.onnx import onnxruntime_session
-
-SHARED = os.environ.get('VITPOSE_SHARED_DATA', osp.join(osp.dirname(__file__), '..', '..',
-                                                         'shared', 'data'))
 
 
 def parse_args(argv=None):
@@ -31,18 +32,16 @@ def parse_args(argv=None):
     p.add_argument('config')
     p.add_argument('checkpoint', help='pose weights (any layout the plugin reads)')
     p.add_argument('out', help='the int8 .onnx file to write')
-    p.add_argument('--calibration', default=osp.join(SHARED, 'coco', 'test_coco.json'),
-                   help='COCO json or folder of images (default: the shared COCO images)')
-    p.add_argument('--num', type=int, default=256, help='calibration crops (at most)')
-    p.add_argument('--method', choices=['percentile', 'minmax'], default='percentile')
+    add_calibration_args(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.exists(args.calibration):
-        raise SystemExit(f'error: calibration data {args.calibration} does not exist (pass '
-                         '--calibration COCO_JSON or FOLDER)')
+    try:
+        check_calibration(args.calibration)
+    except FileNotFoundError as e:
+        raise SystemExit(f'error: {e}')
     model = init_model(args.config, args.checkpoint, device='cpu')
     fold_batchnorm(model)
     try:

@@ -2,7 +2,8 @@
 
     python tools/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--part network|backbone]
                                 [--batch 2] [--atol 1e-4] [--bench 0]
-                                [--int8 [--calibration COCO_JSON | FOLDER]]
+                                [--int8 [--calibration COCO_JSON | FOLDER] [--num 256]
+                                 [--method percentile|minmax]]
 
 ``--part network`` (default) writes normalised images (B, 3, H, W) -> heatmaps
 (B, K, H/4, W/4), as ``model._forward``, for deployment; ``--part backbone`` writes
@@ -12,13 +13,11 @@ images -> feature maps, the graph the demo's ``--backend onnxruntime`` and
 --bench N it also times N runs at batch 1 and 32 and prints images per second.
 
 ``--int8`` writes the backbone with its linear layers in int8 (onnxruntime QDQ,
-calibrated on --calibration; what ``tools/calibrate_int8.py`` does, which also reports
-the int8 heatmaps' distance to fp32) and checks its features on --batch calibration
-crops within --atol-int8 of fp32.
+calibrated on --calibration, with the default and check of ``tools/calibrate_int8.py``,
+which also reports the int8 heatmaps' distance to fp32) and checks its features on
+--batch calibration crops within --atol-int8 of fp32.
 """
 import argparse
-import os
-import os.path as osp
 import time
 
 import numpy as np
@@ -26,10 +25,12 @@ import torch
 from mmpose.apis import init_model
 
 from vitpose_plugin.deploy import export_onnx, fold_batchnorm, onnxruntime_session
-from vitpose_plugin.deploy.int8 import calibration_crops, quantize_backbone_graph
-
-SHARED = os.environ.get('VITPOSE_SHARED_DATA', osp.join(osp.dirname(__file__), '..', '..',
-                                                         'shared', 'data'))
+from vitpose_plugin.deploy.int8 import (
+    add_calibration_args,
+    calibration_crops,
+    check_calibration,
+    quantize_backbone_graph,
+)
 
 
 def parse_args(argv=None):
@@ -44,8 +45,7 @@ def parse_args(argv=None):
     p.add_argument('--opset', type=int, default=18)
     p.add_argument('--int8', action='store_true',
                    help='int8 backbone (implies --part backbone), calibrated on --calibration')
-    p.add_argument('--calibration', default=osp.join(SHARED, 'coco', 'test_coco.json'),
-                   help='int8: COCO json or folder of images (default: the shared COCO images)')
+    add_calibration_args(p)
     p.add_argument('--atol-int8', type=float, default=0.5,
                    help='int8: largest accepted |int8 - fp32| in the backbone features, '
                    'relative to their largest magnitude')
@@ -54,6 +54,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.int8:
+        try:
+            check_calibration(args.calibration)
+        except FileNotFoundError as e:
+            raise SystemExit(f'error: {e}')
     model = init_model(args.config, args.checkpoint, device='cpu')
     n = fold_batchnorm(model)
     w, h = model.cfg.codec.input_size
@@ -83,11 +88,8 @@ def main(argv=None):
 
 def export_int8(model, args):
     """Write the int8 backbone graph and compare its features with fp32 on real crops."""
-    if not osp.exists(args.calibration):
-        raise SystemExit(f'error: calibration data {args.calibration} does not exist (pass '
-                         '--calibration COCO_JSON or FOLDER)')
     try:
-        quantize_backbone_graph(model, args.out, args.calibration)
+        quantize_backbone_graph(model, args.out, args.calibration, args.num, args.method)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f'error: {e}')
     x = torch.cat(list(calibration_crops(model, args.calibration, args.batch)))

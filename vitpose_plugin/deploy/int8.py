@@ -36,6 +36,33 @@ from .onnx import (
 )
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+# the tools' default calibration set: the coco-mini-train people of the shared data
+# beside a repository checkout ($VITPOSE_SHARED_DATA overrides where that is)
+SHARED_DATA = os.environ.get('VITPOSE_SHARED_DATA', osp.join(
+    osp.dirname(osp.abspath(__file__)), '..', '..', '..', 'shared', 'data'))
+DEFAULT_CALIBRATION = osp.normpath(osp.join(SHARED_DATA, 'coco-mini-train',
+                                            'person_keypoints_train2017.json'))
+METHODS = ('percentile', 'minmax')
+
+
+def add_calibration_args(parser) -> None:
+    """``--calibration``, ``--num`` and ``--method``, as every int8 tool takes them."""
+    parser.add_argument('--calibration', default=DEFAULT_CALIBRATION,
+                        help='int8: person crops to calibrate on, a COCO json or a folder of '
+                        'images with an optional bboxes.json (default: %(default)s, the '
+                        "shared coco-mini-train people; $VITPOSE_SHARED_DATA moves it)")
+    parser.add_argument('--num', type=int, default=256, help='int8: calibration crops, at most')
+    parser.add_argument('--method', choices=METHODS, default='percentile',
+                        help='int8: activation ranges from a percentile of their magnitudes '
+                        'or their min / max')
+
+
+def check_calibration(source: Optional[str]) -> str:
+    """``source`` if it exists; else a FileNotFoundError that names it."""
+    if not source or not osp.exists(source):
+        raise FileNotFoundError(f'int8 calibration data {source} does not exist: pass '
+                                '--calibration COCO_JSON or FOLDER of person images')
+    return source
 
 
 def _coco_image(ann_file: str, file_name: str) -> str:
@@ -117,8 +144,9 @@ def quantize_backbone_graph(model, out: str, calibration: str, num: int = 256,
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
     methods = {'percentile': CalibrationMethod.Percentile, 'minmax': CalibrationMethod.MinMax}
-    if method not in methods:
+    if method not in METHODS:
         raise ValueError(f'calibration method {method!r}: choose one of {sorted(methods)}')
+    check_calibration(calibration)
     crops = list(calibration_crops(model, calibration, num))  # fails early, before export
     tmp = tempfile.mkdtemp(prefix='vitpose_int8_')
     fp32, prep = osp.join(tmp, 'backbone.onnx'), osp.join(tmp, 'backbone_prep.onnx')

@@ -76,8 +76,12 @@ def onnxruntime_session(onnx_file: str, threads: Optional[int] = None,
                         optimization: str = 'all') -> Callable:
     """An onnxruntime session of a graph from :func:`export_onnx` as a function from
     images (B, 3, H, W) to a tuple of fp32 tensors on the images' device.
-    ``optimization``: onnxruntime's graph optimisation level ('basic', 'extended',
-    'all')."""
+
+    ``threads``: intra-op threads, default torch's (one per physical core); operators
+    run one after another (sequential execution, one inter-op thread), so a batch-1 run
+    neither waits on a second thread pool nor oversubscribes the cores, which made
+    batch-1 int8 times swing run to run. ``optimization``: onnxruntime's graph
+    optimisation level ('basic', 'extended', 'all')."""
     import onnxruntime as ort
     if not osp.isfile(onnx_file):
         raise FileNotFoundError(f'ONNX file {onnx_file} does not exist')
@@ -86,6 +90,8 @@ def onnxruntime_session(onnx_file: str, threads: Optional[int] = None,
               'all': ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = levels[optimization]
     session = ort.InferenceSession(onnx_file, opts, providers=list(providers))
 
@@ -94,6 +100,7 @@ def onnxruntime_session(onnx_file: str, threads: Optional[int] = None,
         return tuple(torch.from_numpy(o).to(images.device) for o in outs)
 
     run.output_names = [o.name for o in session.get_outputs()]
+    run.session = session
     return run
 
 
