@@ -91,16 +91,20 @@ def parse_args(argv=None):
     p.add_argument('--attention-keypoint', metavar='NAME',
                    help='overlay which image regions this keypoint (e.g. left_wrist) attends '
                    'to in the last attention layer (TransPose, TokenPose, ViTPose)')
-    p.add_argument('--precision', choices=PRECISIONS, default='fp32',
-                   help='pose inference precision (bf16/fp16: autocast; int8: onnxruntime, '
-                   'calibrated on --calibration)')
+    p.add_argument('--precision', choices=PRECISIONS, default='auto',
+                   help='pose inference precision (auto: bf16 on CPUs with bf16 units and '
+                   'GPUs, else int8 when --calibration or an int8 --onnx-file is given, '
+                   'else fp32; logged; bf16: weights in bf16; fp16: autocast; int8: '
+                   'onnxruntime)')
     p.add_argument('--calibration', help='int8: images (a folder) or a COCO json of person '
-                   'crops to calibrate on (default: the shared COCO images)')
+                   'crops to calibrate on; int8 needs it unless --onnx-file is a calibrated '
+                   'int8 graph (tools/calibrate_int8.py)')
     p.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
                    help="run the pose backbone with onnxruntime (exported on start, or "
                    "--onnx-file); the head, flip test and decoding stay MMPose's")
-    p.add_argument('--onnx-file', help='a backbone graph from tools/export_onnx.py --part '
-                   'backbone for --backend onnxruntime')
+    p.add_argument('--onnx-file', help='a backbone graph: fp32 from tools/export_onnx.py '
+                   '--part backbone for --backend onnxruntime, or int8 from '
+                   'tools/calibrate_int8.py for --precision int8 / auto')
     p.add_argument('--random-weights', action='store_true',
                    help='run without checkpoints (random weights; for smoke tests only)')
     return p.parse_args(argv)
@@ -118,7 +122,7 @@ def build_pipeline(args) -> TopdownPipeline:
     pose.test_cfg['flip_test'] = pose.test_cfg.get('flip_test', False) and not args.no_flip
     fold_batchnorm(pose)  # inference only: same heatmaps, fewer operations
     if args.backend == 'onnxruntime':
-        if args.precision != 'fp32' or args.attention_keypoint:
+        if args.precision not in ('fp32', 'auto') or args.attention_keypoint:
             raise InputError('--backend onnxruntime runs the fp32 graph only, without '
                              '--precision bf16/fp16/int8 or --attention-keypoint')
         from vitpose_plugin.deploy import use_onnxruntime
@@ -128,9 +132,14 @@ def build_pipeline(args) -> TopdownPipeline:
             raise InputError(f'--onnx-file: {e}') from e
         print_log(f'pose backbone: onnxruntime, {pose.backbone.onnx_file}', logger='current')
     else:
-        options = dict(calibration=args.calibration) if args.precision == 'int8' else {}
+        # the attention overlay reads the PyTorch model's fp32 attention maps
+        precision = 'fp32' if args.attention_keypoint and args.precision == 'auto' \
+            else args.precision
+        options = {}
+        if precision in ('int8', 'auto'):  # a given int8 graph is used as it is
+            options = dict(calibration=args.calibration, onnx_file=args.onnx_file)
         try:
-            set_inference_precision(pose, args.precision, **options)
+            set_inference_precision(pose, precision, **options)
         except (ValueError, FileNotFoundError) as e:
             raise InputError(f'--precision {args.precision}: {e}') from e
     attention = None

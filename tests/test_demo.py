@@ -16,7 +16,8 @@ from vitpose_plugin.deploy import fold_batchnorm
 
 
 def test_image(tmp_path, tiny_models, images):
-    run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path, '--draw-heatmap'] + tiny_models)
+    run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path, '--draw-heatmap',
+              '--precision', 'fp32'] + tiny_models)  # compared with fp32 below
     out = json.loads((tmp_path / 'sunglasses.jpg.json').read_text())
     assert out['input'] == 'sunglasses.jpg' and out['random_weights'] is False
     assert (out['width'], out['height']) == (256, 256)
@@ -42,7 +43,8 @@ def test_image(tmp_path, tiny_models, images):
 def test_onnxruntime_backend(tmp_path, tiny_models, images):
     """--backend onnxruntime exports the pose network on start and gives the PyTorch
     run's persons; it refuses what the graph cannot do."""
-    run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'pt'] + tiny_models)
+    run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'pt', '--precision', 'fp32']
+             + tiny_models)
     res = run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'ort', '--backend',
                     'onnxruntime'] + tiny_models)
     assert 'pose backbone: onnxruntime' in res.stdout + res.stderr
