@@ -112,22 +112,24 @@ def _teacher(out):
 
 
 def token_stage1(out):
+    """The token of a 32-wide student, which the 64-wide teacher sees through its map."""
     cfg = vitpose(out)
     cfg.model.update(type='KnowledgeTokenLearner', teacher_checkpoint=_teacher(out))
-    cfg.model.backbone.knowledge_token_dims = TINY_ARCH['embed_dims']
+    cfg.model.backbone.knowledge_token_dims = 32
     return cfg
 
 
 def token_stage2(out):
-    """'tod': the frozen token of a 64-wide teacher in a 32-wide student."""
+    """'tod': a frozen 32-wide token (learned for it) in a 32-wide student of a 64-wide
+    teacher."""
     token = Path(out).parent / 'token.pth'
     if not token.exists() and int(os.environ.get('RANK', 0)) == 0:
         torch.manual_seed(1)
-        torch.save({'knowledge_token': torch.randn(1, 1, TINY_ARCH['embed_dims'])}, token)
+        torch.save({'knowledge_token': torch.randn(1, 1, 32)}, token)
     teacher = _teacher(out)
     cfg = vitpose(out)
     cfg.model.backbone.update(arch=dict(embed_dims=32, num_layers=2, num_heads=2),
-                              knowledge_token_dims=TINY_ARCH['embed_dims'],
+                              knowledge_token_dims=32,
                               knowledge_token_file=str(token), freeze_knowledge_token=True)
     cfg.model.head.in_channels = 32
     cfg.model.update(type='KnowledgeTokenDistiller', mode='tod',

@@ -1,11 +1,18 @@
-"""Knowledge-token distillation: stage 1 (token), stage 2 (student), checkpoints, resume."""
+"""Knowledge-token distillation: stage 1 (token), stage 2 (student), checkpoints, resume.
+
+The token is learned at the student's width (32) in a wider teacher (64), which receives
+it through a fixed map; the student receives it unchanged."""
+import importlib.util
+import logging
 import subprocess
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
 from mmpose.apis import init_model
 from mmpose.registry import DATASETS, MODELS
 
@@ -19,12 +26,15 @@ from helpers import (
     shared_coco_options,
     tiny_config,
 )
+from vitpose_plugin.checkpoint import load_state_dict_file
+from vitpose_plugin.models.backbones.vit import ARCHS
 
 PLAIN = 'td-hm_vitpose-base_8xb64-210e_coco-256x192.py'
 TEACHER = dict(embed_dims=64, num_layers=2, num_heads=4)
 STUDENT = dict(embed_dims=32, num_layers=2, num_heads=2)
 DISTILL = CONFIGS / 'vitpose' / 'distill'
 SANITY = CONFIGS / 'vitpose' / 'sanity' / 'td-hm_vitpose-tiny_1xb12-150it_shared-coco-256x192.py'
+U = 2.0**-24  # fp32 unit roundoff
 
 
 def teacher_file(tmp_path):
@@ -36,11 +46,13 @@ def teacher_file(tmp_path):
     return str(path)
 
 
-def token_file(tmp_path):
-    torch.manual_seed(1)
-    torch.save({'knowledge_token': torch.randn(1, 1, TEACHER['embed_dims'])},
-               tmp_path / 'token.pth')
-    return str(tmp_path / 'token.pth')
+def token_file(tmp_path, token=None, name='token.pth'):
+    """A stage-1 token file: ``token``, or a random one at the student's width."""
+    if token is None:
+        torch.manual_seed(1)
+        token = torch.randn(1, 1, STUDENT['embed_dims'])
+    torch.save({'knowledge_token': token}, tmp_path / name)
+    return str(tmp_path / name)
 
 
 def batch(model, coco_dir, n=4):
@@ -54,7 +66,7 @@ def batch(model, coco_dir, n=4):
 def stage1_config(teacher_ckpt):
     cfg = Config.fromfile(str(DISTILL / 'td-hm_vitpose-base-token-stage1_8xb64-5e_coco-256x192.py'))
     cfg.model.backbone.arch = dict(TEACHER)
-    cfg.model.backbone.knowledge_token_dims = TEACHER['embed_dims']
+    cfg.model.backbone.knowledge_token_dims = STUDENT['embed_dims']
     cfg.model.head.update(in_channels=TEACHER['embed_dims'], deconv_out_channels=(32, 32))
     cfg.model.teacher_checkpoint = teacher_ckpt
     return cfg
@@ -79,12 +91,141 @@ def test_stage1_trains_only_the_token(coco_dir, tmp_path):
         opt.step()
         losses.append(loss.item())
     after = learner.state_dict()
+    assert before['backbone.knowledge_token_map'].shape == (TEACHER['embed_dims'],
+                                                            STUDENT['embed_dims'])
     for k in before:
         if k == 'backbone.knowledge_token':
             assert not torch.equal(before[k], after[k])
         else:
             assert torch.equal(before[k], after[k]), k  # BN statistics included
     assert losses[-1] < losses[0]
+
+
+def extract_token_tool():
+    spec = importlib.util.spec_from_file_location(
+        'extract_knowledge_token', REPO / 'tools' / 'extract_knowledge_token.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_student_receives_the_token_stage1_learned(tmp_path):
+    """Stage 1's 64-wide teacher receives Q t for the 32-wide token t, Q one fixed matrix
+    with orthonormal columns, whatever t is: t -> Q t is linear and injective. Through
+    the extraction tool, stage 2's 32-wide student receives t itself: two tokens of equal
+    norm reach two students as two different tokens."""
+    init_default_scope('mmpose')
+    n = STUDENT['embed_dims']
+    learner = MODELS.build(stage1_config(teacher_file(tmp_path)).model)
+    learner.init_weights()
+    torch.manual_seed(1)  # another initial token: the same map
+    other = MODELS.build(stage1_config('unused.pth').model)
+    q = learner.backbone.knowledge_token_map
+    assert q.shape == (TEACHER['embed_dims'], n)
+    assert not torch.equal(learner.backbone.knowledge_token, other.backbone.knowledge_token)
+    assert torch.equal(q, other.backbone.knowledge_token_map)  # independent of the token
+    # orthonormal columns up to rounding Q to fp32 (|E| <= U |Q| elementwise): the
+    # singular values are within ||E||_F <= U ||Q||_F = U sqrt(n) of 1, so Q is injective
+    sv = torch.linalg.svdvals(q.double())
+    assert (sv - 1).abs().max() <= U * n**0.5 + 1e-12
+
+    torch.manual_seed(2)
+    t1, t2 = torch.randn(2, 1, 1, n)
+    t2 = t2 * (t1.norm() / t2.norm())
+    assert torch.cosine_similarity(t1.flatten(), t2.flatten(), 0).abs() < 0.5
+    # the teacher's view is the fixed linear map Q: within the fp32 bound of an n-term
+    # dot product, gamma_n |Q| |t|, of the exact product, for t1, t2 and a combination
+    gamma = n * U / (1 - n * U)
+    for t in (t1, t2, 0.3 * t1 - 2.0 * t2):
+        with torch.no_grad():
+            learner.backbone.knowledge_token.copy_(t)
+            got = learner.backbone.knowledge().double()
+        exact = t.double() @ q.double().T
+        assert ((got - exact).abs() <= gamma * (t.double().abs() @ q.double().abs().T)).all()
+
+    tool, received = extract_token_tool(), []
+    for i, t in enumerate((t1, t2)):
+        with torch.no_grad():
+            learner.backbone.knowledge_token.copy_(t)
+        torch.save({'state_dict': learner.state_dict()}, tmp_path / 'stage1.pth')
+        tool.main([str(tmp_path / 'stage1.pth'), str(tmp_path / f'token{i}.pth')])
+        student = MODELS.build(stage2_config('td', 'unused.pth',
+                                             str(tmp_path / f'token{i}.pth')).model)
+        student.init_weights()
+        received.append(student.backbone.knowledge())
+    assert torch.equal(received[0], t1) and torch.equal(received[1], t2)
+
+
+def _width(cfg):
+    arch = cfg.model.backbone.arch
+    return (ARCHS[arch] if isinstance(arch, str) else arch)['embed_dims']
+
+
+def test_shipped_tokens_are_learned_at_the_students_width():
+    """ViTPose-L -> B and B -> S: stage 1 learns the token as wide as the student that
+    reads it, which is narrower than the teacher; every stage-1 token fits its teacher."""
+    for teacher, student in (('large', 'base'), ('base', 'small')):
+        stage1 = Config.fromfile(
+            str(DISTILL / f'td-hm_vitpose-{teacher}-token-stage1_8xb64-5e_coco-256x192.py'))
+        for mode in ('td', 'tod'):
+            name = f'td-hm_vitpose-{student}-from-{teacher}-{mode}_8xb64-210e_coco-256x192.py'
+            stage2 = Config.fromfile(str(DISTILL / name))
+            dims = stage2.model.backbone.knowledge_token_dims
+            assert dims == _width(stage2) == stage1.model.backbone.knowledge_token_dims
+            assert dims < _width(stage1)
+    for path in DISTILL.glob('*-token-stage1_*.py'):
+        stage1 = Config.fromfile(str(path))
+        assert stage1.model.backbone.knowledge_token_dims <= _width(stage1), path.name
+
+
+def token_dependent_map(token, width):
+    """The map earlier versions built for a token wider than the ViT: orthonormal rows
+    spanning the token and seed-0 directions, so that M t = +-|t| e_1."""
+    t = token.reshape(-1, 1).double()
+    rest = torch.randn(t.shape[0], width - 1, generator=torch.Generator().manual_seed(0),
+                       dtype=torch.float64)
+    return torch.linalg.qr(torch.cat([t, rest], 1))[0].T.float()
+
+
+def test_token_wider_than_the_student(tmp_path):
+    """Refused in the config and in a token file, with what to do; a checkpoint saved
+    with the token-dependent map of earlier versions loads with the token its student
+    received (so it computes what it was trained with) and says so."""
+    init_default_scope('mmpose')
+    cfg = stage2_config('td', 'unused.pth', token_file(tmp_path))
+    wide = dict(cfg.model, backbone=dict(cfg.model.backbone,
+                                         knowledge_token_dims=TEACHER['embed_dims']))
+    with pytest.raises(ValueError, match=r'(?s)knowledge_token_dims=64 is wider.*norm only.*'
+                                         r'knowledge_token_dims=32 in the stage-1'):
+        MODELS.build(wide)
+    torch.manual_seed(3)
+    t_wide = torch.randn(1, 1, TEACHER['embed_dims'])
+    from_file = dict(cfg.model, backbone=dict(
+        cfg.model.backbone, knowledge_token_file=token_file(tmp_path, t_wide, 'wide.pth')))
+    with pytest.raises(ValueError, match=r'(?s)wide.pth: token of shape \(1, 1, 64\).*'
+                                         r'knowledge_token_dims=32 in the stage-1 config'):
+        MODELS.build(from_file).init_weights()
+
+    student = MODELS.build(cfg.model)
+    old = student.state_dict()
+    old_map = token_dependent_map(t_wide, STUDENT['embed_dims'])
+    old.update({'backbone.knowledge_token': t_wide, 'backbone.knowledge_token_map': old_map})
+    torch.save({'state_dict': old}, tmp_path / 'old.pth')
+    records, handler = [], logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        loaded = init_model(cfg, str(tmp_path / 'old.pth'), device='cpu')
+    finally:
+        logger.removeHandler(handler)
+    # what the blocks of the saved student received: token @ map^T
+    assert torch.equal(loaded.backbone.knowledge(), t_wide @ old_map.T)
+    assert any('token-dependent map of earlier versions' in r.getMessage() for r in records)
+    mine = loaded.state_dict()
+    assert mine.keys() == student.state_dict().keys()
+    assert all(torch.equal(mine[k], v) for k, v in old.items() if k in mine and
+               k != 'backbone.knowledge_token')
 
 
 def test_token_learner_lifecycle(coco_dir, tmp_path, images):
@@ -99,7 +240,7 @@ def stage2_config(mode, teacher_ckpt, token, student=STUDENT):
     name = f'td-hm_vitpose-small-from-base-{mode}_8xb64-210e_coco-256x192.py'
     cfg = Config.fromfile(str(DISTILL / name))
     cfg.model.backbone.update(arch=dict(student), init_cfg=None,
-                              knowledge_token_dims=TEACHER['embed_dims'],
+                              knowledge_token_dims=STUDENT['embed_dims'],
                               knowledge_token_file=token)
     cfg.model.head.update(in_channels=student['embed_dims'], deconv_out_channels=(16, 16))
     if mode == 'tod':
@@ -121,12 +262,10 @@ def test_stage2_tod(coco_dir, tmp_path):
     assert not any(n.startswith('teacher.') for n, _ in distiller.named_parameters())
     assert not any(k.startswith('teacher.') for k in distiller.state_dict())
 
-    # t* reaches the student through a fixed map that keeps all of it (64 -> 32 wide)
+    # the student receives t* itself, at its own width
     received = distiller.backbone.knowledge().detach().clone()
-    m = distiller.backbone.knowledge_token_map
-    assert received.shape == (1, 1, STUDENT['embed_dims'])
-    assert torch.allclose(received.norm(), token.norm(), rtol=1e-5)
-    assert torch.allclose(received @ m, token, atol=1e-5)  # M^T M t = t
+    assert distiller.backbone.knowledge_token_map is None
+    assert received.shape == (1, 1, STUDENT['embed_dims']) and torch.equal(received, token)
 
     data = batch(distiller, coco_dir)
     calls, bn = [], distiller.head.deconv_layers[1]
@@ -163,7 +302,7 @@ def test_stage2_tod(coco_dir, tmp_path):
     again = MODELS.build(cfg.model)
     again.load_state_dict(torch.load(tmp_path / 'student.pth')['state_dict'], strict=True)
     plain = tiny_config(PLAIN, STUDENT, deconv=(16, 16))
-    plain.model.backbone.knowledge_token_dims = TEACHER['embed_dims']
+    plain.model.backbone.knowledge_token_dims = STUDENT['embed_dims']
     student = init_model(plain, str(tmp_path / 'student.pth'), device='cpu')
     distiller.eval()
     x = torch.randn(1, 3, 256, 192)
@@ -174,10 +313,16 @@ def test_stage2_tod(coco_dir, tmp_path):
 def test_learned_projection_is_a_named_option(tmp_path):
     init_default_scope('mmpose')
     cfg = stage2_config('td', 'unused.pth', token_file(tmp_path))
-    cfg.model.backbone.knowledge_token_proj = 'learned'
+    cfg.model.backbone.update(knowledge_token_dims=TEACHER['embed_dims'],
+                              knowledge_token_file=None, knowledge_token_proj='learned')
     model = MODELS.build(cfg.model)
     assert model.backbone.knowledge_token_map is None
     assert model.backbone.knowledge_proj.weight.requires_grad
+    # stage 1 never trains a projection: the teacher must see the token through Q
+    learner = stage1_config('unused.pth')
+    learner.model.backbone.knowledge_token_proj = 'learned'
+    with pytest.raises(ValueError, match="knowledge_token_proj='fixed'"):
+        MODELS.build(learner.model)
 
 
 def test_td_has_no_teacher_and_tod_needs_its_checkpoint(tmp_path):
@@ -229,15 +374,16 @@ def test_distillation_resumes_bit_identical_after_sigkill(coco_dir, tmp_path):
 
 @pytest.mark.slow
 def test_end_to_end_teacher_token_student(trained_sanity, coco_dir, tmp_path):
-    """Through `mim train`: tiny teacher (the trained sanity model) -> token (stage 1) ->
-    distilled student."""
+    """Through `mim train`: tiny teacher (the trained sanity model, 128 wide) -> token at
+    the student's width (stage 1) -> distilled 64-wide student, which sees the token stage
+    1 saved bit for bit after saving, reloading and resuming."""
     import sys
     teacher_dir, teacher_ap = trained_sanity
 
     stage1 = Config.fromfile(str(SANITY))
     stage1.model.type = 'KnowledgeTokenLearner'
     stage1.model.teacher_checkpoint = str(teacher_dir / 'iter_150.pth')
-    stage1.model.backbone.knowledge_token_dims = 128
+    stage1.model.backbone.knowledge_token_dims = 64
     stage1.train_cfg.max_iters = stage1.train_cfg.val_interval = 30
     stage1.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
     stage1.optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.0))
@@ -254,7 +400,7 @@ def test_end_to_end_teacher_token_student(trained_sanity, coco_dir, tmp_path):
     stage2.model.teacher = Config.fromfile(str(SANITY)).model
     stage2.model.teacher_checkpoint = str(teacher_dir / 'iter_150.pth')
     stage2.model.backbone.update(arch=dict(embed_dims=64, num_layers=2, num_heads=4),
-                                 knowledge_token_dims=128,
+                                 knowledge_token_dims=64,
                                  knowledge_token_file=str(tmp_path / 'token.pth'),
                                  freeze_knowledge_token=True)
     stage2.model.head.in_channels = 64
@@ -265,3 +411,27 @@ def test_end_to_end_teacher_token_student(trained_sanity, coco_dir, tmp_path):
           f'student AP {student_ap:.3f}')
     assert teacher_ap >= 0.9 and token_ap >= 0.9
     assert student_ap >= 0.5
+
+    learned = load_state_dict_file(str(tmp_path / 'stage1' / 'iter_30.pth'))
+    token = learned['backbone.knowledge_token']
+    assert token.shape == (1, 1, 64)
+    # the teacher saw it through the fixed map any ViT of these widths builds
+    init_default_scope('mmpose')
+    vit = MODELS.build(dict(stage1.model.backbone, knowledge_token_file=None))
+    assert torch.equal(learned['backbone.knowledge_token_map'], vit.knowledge_token_map)
+    student = init_model(str(tmp_path / 'stage2.py'), str(tmp_path / 'stage2' / 'iter_150.pth'),
+                         device='cpu')
+    assert torch.equal(student.backbone.knowledge(), token)
+    # one more iteration, resumed in this process from the saved run
+    resumed = Config.fromfile(str(tmp_path / 'stage2.py'))
+    resumed.merge_from_dict(dict(o.split('=', 1) for o in shared_coco_options(coco_dir)))
+    resumed.work_dir, resumed.resume = str(tmp_path / 'stage2'), True
+    resumed.val_cfg = resumed.val_dataloader = resumed.val_evaluator = None
+    resumed.train_cfg.max_iters = 151
+    resumed.visualizer.name = 'visualizer_resumed_student'
+    runner = Runner.from_cfg(resumed)
+    runner.train()
+    assert runner.iter == 151
+    assert torch.equal(runner.model.backbone.knowledge(), token)
+    saved = load_state_dict_file(str(tmp_path / 'stage2' / 'iter_151.pth'))
+    assert torch.equal(saved['backbone.knowledge_token'], token)

@@ -1,6 +1,7 @@
 # Knowledge-token distillation, stage 1, for a trained ViTPose-S teacher (not in the
-# paper): the ViTPose-B stage-1 recipe with a ViT-S backbone (384 channels, so a
-# 384-wide token). Then:
+# paper): the ViTPose-B stage-1 recipe with a ViT-S backbone (384 channels). There is no
+# narrower ViTPose, so the token is 384 wide, for a student as wide as the teacher (set
+# knowledge_token_dims to a narrower student's width). Then:
 #   python tools/extract_knowledge_token.py work_dirs/<this config>/epoch_5.pth token_small.pth
 _base_ = ['./td-hm_vitpose-base-token-stage1_8xb64-5e_coco-256x192.py']
 

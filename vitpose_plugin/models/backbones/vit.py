@@ -11,6 +11,7 @@ high resolution (paper Table 5), with the same parameters either way.
 Checkpoints in the official, MMPose-released (mmpretrain), MAE and Hugging Face layouts
 load directly (see :mod:`vitpose_plugin.checkpoint.convert`).
 """
+import logging
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -205,16 +206,20 @@ class ViT(BaseBackbone):
             256 for L, 320 for H in ViTPose+).
         knowledge_token_dims: width of a knowledge token (paper section 3.5) that is
             prepended to the patch tokens (after the position embedding) and dropped
-            before the feature map is formed; None for no token.
+            before the feature map is formed; None for no token. Distillation learns
+            the token at the student's width: a teacher wider than its token in stage
+            1, a student as wide as it in stage 2 (docs/distillation.md).
         knowledge_token_file: a file written by ``tools/extract_knowledge_token.py``
             from which ``init_weights()`` loads the token (stage 2).
         freeze_knowledge_token: keep the token fixed (stage 2: t* stays frozen).
-        knowledge_token_proj: when ``knowledge_token_dims`` differs from ``embed_dims``
-            (a large teacher's token in a smaller student): ``'fixed'`` maps it with a
-            fixed semi-orthogonal matrix whose row space contains the token (nothing of
-            it is lost), computed once from the token and saved with it as the buffer
-            ``knowledge_token_map``; ``'learned'`` uses a learned Linear
-            (``knowledge_proj``), which can move the token anywhere.
+        knowledge_token_proj: how a token of another width enters. ``'fixed'``
+            (default) takes a token no wider than ``embed_dims`` through Q, a fixed
+            (embed_dims, token dims) matrix with orthonormal columns drawn with seed 0
+            and independent of the token (the buffer ``knowledge_token_map``): the
+            blocks get Q t, a linear, injective, norm-keeping function of t (Q^T Q t =
+            t). It refuses a wider token, which no fixed map passes on whole.
+            ``'learned'`` uses a learned Linear (``knowledge_proj``, any widths), which
+            can move the token anywhere.
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='mae.pth')``;
             official, MMPose, MAE and Hugging Face layouts are all understood.
 
@@ -302,6 +307,14 @@ class ViT(BaseBackbone):
             if knowledge_token_proj not in ('fixed', 'learned'):
                 raise ValueError(f"knowledge_token_proj={knowledge_token_proj!r}: 'fixed' "
                                  "or 'learned'")
+            if knowledge_token_dims > self.embed_dims and knowledge_token_proj == 'fixed':
+                raise ValueError(
+                    f'knowledge_token_dims={knowledge_token_dims} is wider than this ViT '
+                    f'({self.embed_dims} channels), and no fixed map passes a wider token '
+                    'on whole (the map of earlier versions, built from the token itself, '
+                    'passed on its norm only). Learn the token at the student\'s width: '
+                    f'knowledge_token_dims={self.embed_dims} in the stage-1 (teacher) and '
+                    'stage-2 (student) configs; see docs/distillation.md')
             self.knowledge_token = nn.Parameter(torch.zeros(1, 1, knowledge_token_dims),
                                                 requires_grad=not freeze_knowledge_token)
             trunc_normal_(self.knowledge_token, std=0.02)
@@ -309,7 +322,7 @@ class ViT(BaseBackbone):
                 self.knowledge_proj = nn.Linear(knowledge_token_dims, self.embed_dims)
             elif knowledge_token_dims != self.embed_dims:
                 self.register_buffer('knowledge_token_map',
-                                     self._fixed_token_map(self.knowledge_token.detach()))
+                                     self._fixed_token_map(knowledge_token_dims))
 
         trunc_normal_(self.pos_embed, std=0.02)
         self.apply(self._init_module)
@@ -326,21 +339,42 @@ class ViT(BaseBackbone):
             nn.init.constant_(m.weight, 1.0)
             nn.init.constant_(m.bias, 0)
 
-    def _fixed_token_map(self, token: torch.Tensor) -> torch.Tensor:
-        """(embed_dims, token_dims) with orthonormal rows (a narrower student) or columns
-        (a wider one) whose row space contains ``token``: the student gets a dense
-        vector of the token's norm from which the token is recovered exactly (M^T M t =
-        t). Deterministic for a given token."""
-        t = token.reshape(-1).double()
-        cs, ct = self.embed_dims, t.numel()
+    def _fixed_token_map(self, token_dims: int) -> torch.Tensor:
+        """Q, (embed_dims, token_dims) with orthonormal columns (Q^T Q = I), the Q
+        factor of a seed-0 Gaussian matrix: the same for every token."""
         g = torch.Generator().manual_seed(0)
-        if cs >= ct:
-            return torch.linalg.qr(torch.randn(cs, ct, generator=g, dtype=torch.float64))[0].float()
-        rest = torch.randn(ct, cs - 1, generator=g, dtype=torch.float64)
-        basis = torch.cat([t[:, None], rest], 1)
-        q = torch.linalg.qr(basis)[0]  # (ct, cs), orthonormal columns, q[:, 0] ~ t
-        rotation = torch.linalg.qr(torch.randn(cs, cs, generator=g, dtype=torch.float64))[0]
-        return (rotation @ q.T).float()
+        gauss = torch.randn(self.embed_dims, token_dims, generator=g, dtype=torch.float64)
+        return torch.linalg.qr(gauss)[0].float()
+
+    def fit_knowledge_token(self, state_dict: dict, prefix: str = '') -> None:
+        """Fit, in place, a checkpoint in which a token wider than this ViT entered it
+        through ``knowledge_token_map`` (m, t), m < t, as earlier versions saved it. That
+        map was built from the token itself, so the blocks received M t = +-|t| along a
+        fixed direction and nothing else of t: M t becomes the ViT's own m-wide token,
+        and the model computes what it was trained with."""
+        key, token_key = prefix + 'knowledge_token_map', prefix + 'knowledge_token'
+        old = state_dict.get(key)
+        if old is None or old.dim() != 2 or old.shape[0] >= old.shape[1] or \
+                token_key not in state_dict:
+            return  # no map, or the token-independent one of a ViT wider than its token
+        width = old.shape[0]
+        if self.knowledge_token is None or self.knowledge_token_map is not None or \
+                self.knowledge_proj is not None or self.knowledge_token.shape[-1] != width:
+            raise ValueError(
+                f'{key} of shape {tuple(old.shape)} is the token-dependent map of earlier '
+                f'versions, which passed on the norm of the {old.shape[1]}-wide token only; '
+                f'load this checkpoint into a ViT with knowledge_token_dims={width} (its '
+                'received token is then kept), or learn the token again at the student\'s '
+                'width (docs/distillation.md)')
+        state_dict[token_key] = state_dict[token_key] @ old.T
+        del state_dict[key]
+        print_log(f'{key}: this checkpoint holds the token-dependent map of earlier '
+                  f'versions, through which its student received only the norm of the '
+                  f'{old.shape[1]}-wide teacher token; that received vector is loaded as the '
+                  f'{width}-wide knowledge token (outputs unchanged). To distil what the '
+                  'teacher learned, learn the token at the student\'s width and train the '
+                  'student again (docs/distillation.md)', logger='current',
+                  level=logging.WARNING)
 
     def _frozen_modules(self):
         if self.frozen_stages >= 0 or self.freeze_ffn:
@@ -373,13 +407,18 @@ class ViT(BaseBackbone):
         if self.knowledge_token is not None and self.knowledge_token_file:
             token = load_file(self.knowledge_token_file, map_location='cpu')['knowledge_token']
             if token.shape != self.knowledge_token.shape:
+                hint = ''
+                if token.shape[-1] > self.embed_dims:
+                    hint = (f'. A token wider than this {self.embed_dims}-wide ViT (as '
+                            'earlier versions learned in stage 1, at the teacher\'s width) '
+                            'cannot enter it whole: learn the token again at the '
+                            f'student\'s width, knowledge_token_dims={self.embed_dims} '
+                            'in the stage-1 config (docs/distillation.md)')
                 raise ValueError(f'{self.knowledge_token_file}: token of shape '
                                  f'{tuple(token.shape)}, the model expects '
-                                 f'{tuple(self.knowledge_token.shape)}')
+                                 f'{tuple(self.knowledge_token.shape)}{hint}')
             with torch.no_grad():
                 self.knowledge_token.copy_(token)
-                if self.knowledge_token_map is not None:
-                    self.knowledge_token_map.copy_(self._fixed_token_map(token))
             print_log(f'ViT: knowledge token loaded from {self.knowledge_token_file}',
                       logger='current')
 

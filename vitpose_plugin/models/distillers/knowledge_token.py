@@ -2,11 +2,13 @@
 
 Stage 1, :class:`KnowledgeTokenLearner`: a well-trained teacher gets one learnable
 token t appended to its visual tokens; everything but t is frozen and t is trained
-with the usual heatmap loss, t* = argmin_t MSE(T({t; X}), K_gt).
+with the usual heatmap loss, t* = argmin_t MSE(T({Q t; X}), K_gt). t is as wide as the
+student it is for; a wider teacher receives Q t, Q a fixed matrix with orthonormal
+columns that does not depend on t (``ViT(knowledge_token_proj='fixed')``).
 
-Stage 2, :class:`KnowledgeTokenDistiller`: the student carries t* (frozen; mapped to
-the student's width by a fixed, information-preserving map when the widths differ, see
-``ViT(knowledge_token_proj=...)``) and is trained with ``'td'``: MSE(S({t*; X}), K_gt),
+Stage 2, :class:`KnowledgeTokenDistiller`: the student carries t* itself (frozen, at its
+own width: nothing of what stage 1 learned is lost on the way) and is trained with
+``'td'``: MSE(S({t*; X}), K_gt),
 or ``'tod'``: that plus MSE(S({t*; X}), K_t) over all heatmaps, K_t being the frozen
 teacher's heatmaps on the same augmented input. The teacher is not part of the model's
 modules: checkpoints hold the student only, load strictly into the distiller (for
@@ -40,7 +42,8 @@ class KnowledgeTokenLearner(StrictTopdownPoseEstimator):
         teacher_checkpoint: the teacher's pose checkpoint (without a token; any
             layout the plugin reads). Loaded strictly apart from the token.
         Other args as ``TopdownPoseEstimator``; the backbone needs
-        ``knowledge_token_dims`` equal to its width.
+        ``knowledge_token_dims``: the width of the student the token is for (at most
+        the teacher's; a narrower token enters through the backbone's fixed map).
     """
 
     def __init__(self, *args, teacher_checkpoint: Optional[str] = None, **kwargs):
@@ -48,6 +51,10 @@ class KnowledgeTokenLearner(StrictTopdownPoseEstimator):
         if getattr(self.backbone, 'knowledge_token', None) is None:
             raise ValueError('KnowledgeTokenLearner needs a backbone with '
                              'knowledge_token_dims set')
+        if getattr(self.backbone, 'knowledge_proj', None) is not None:
+            raise ValueError("KnowledgeTokenLearner needs knowledge_token_proj='fixed': "
+                             "with 'learned', the teacher would see the token through a "
+                             'random Linear that stage 1 never trains')
         self.teacher_checkpoint = teacher_checkpoint
         for name, p in self.named_parameters():
             p.requires_grad = name == 'backbone.knowledge_token'
@@ -56,8 +63,10 @@ class KnowledgeTokenLearner(StrictTopdownPoseEstimator):
         super().init_weights()
         if self.teacher_checkpoint:
             weights = dict(load_state_dict_file(self.teacher_checkpoint))
-            # the teacher has no token yet: keep the token's own initialisation
-            weights['backbone.knowledge_token'] = self.backbone.knowledge_token.detach().clone()
+            # the teacher has no token yet: keep the token's own initialisation (and the
+            # fixed map that hands it to the teacher)
+            weights.update({k: v.detach().clone() for k, v in self.state_dict().items()
+                            if k.startswith('backbone.knowledge_token')})
             self.load_state_dict(weights, strict=True)
             print_log(f'teacher loaded from {self.teacher_checkpoint}', logger='current')
 
@@ -78,8 +87,8 @@ class KnowledgeTokenDistiller(StrictTopdownPoseEstimator):
     Args:
         backbone, neck, head, ...: the student, as ``TopdownPoseEstimator`` (a
             ``HeatmapHead``); its backbone carries the token
-            (``knowledge_token_dims``, ``knowledge_token_file``,
-            ``freeze_knowledge_token=True``).
+            (``knowledge_token_dims``: the width stage 1 learned t* at, normally the
+            student's own; ``knowledge_token_file``, ``freeze_knowledge_token=True``).
         mode: ``'td'`` (token distillation) or ``'tod'`` (token + output).
         teacher: the teacher's model config (dict, or a config file whose ``model``
             is used); ``'tod'`` only.
