@@ -5,14 +5,33 @@ autocast with a loss scaler, and refuses to start without a GPU. bf16 has fp32's
 so it needs no loss scaling: :class:`MixedPrecisionOptimWrapper` is ``AmpOptimWrapper``
 on a GPU and, on a CPU, bf16 autocast with a plain optimiser step::
 
-    optim_wrapper = dict(type='MixedPrecisionOptimWrapper', dtype='bfloat16', optimizer=...)
+    optim_wrapper = dict(type='MixedPrecisionOptimWrapper', dtype='auto', optimizer=...)
+
+``dtype='auto'`` trains in bf16 where that pays: on GPUs (fp16 with loss scaling where
+the GPU has no bf16 units) and on CPUs with bf16 units (``amx_bf16``, ``avx512_bf16``);
+on other CPUs, which would emulate every bf16 multiply, it trains in fp32 and logs what
+it picked. ``dtype='bfloat16'`` (the default) forces bf16 everywhere. The parameters,
+gradients and optimiser state stay fp32 throughout.
 """
 from contextlib import contextmanager
 
 import torch
 from mmengine.device import get_device
+from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
+
+from vitpose_plugin.deploy.auto import BF16_UNITS, cpu_flags
+
+
+def training_dtype(device: str) -> str:
+    """What ``dtype='auto'`` trains in on ``device``: 'bfloat16', 'float16' or
+    'float32'."""
+    if device == 'cpu':
+        return 'bfloat16' if any(f in cpu_flags() for f in BF16_UNITS) else 'float32'
+    if device == 'cuda' and not torch.cuda.is_bf16_supported():
+        return 'float16'
+    return 'bfloat16'
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -20,20 +39,31 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
     """``AmpOptimWrapper`` on accelerators; bf16 autocast without loss scaling on CPUs.
 
     Args:
-        dtype: ``'bfloat16'`` (default) or, on a GPU, ``'float16'``.
+        dtype: ``'bfloat16'`` (default), ``'auto'`` (see the module docstring),
+            ``'float32'`` (a plain ``OptimWrapper``) or, on a GPU, ``'float16'``.
         Other args as ``AmpOptimWrapper`` (``loss_scale`` applies on a GPU only).
     """
 
     def __init__(self, dtype: str = 'bfloat16', loss_scale='dynamic', use_fsdp: bool = False,
                  **kwargs):
-        self.on_cpu = get_device() == 'cpu'
-        if not self.on_cpu:
+        device = get_device()
+        self.on_cpu = device == 'cpu'
+        if dtype == 'auto':
+            dtype = training_dtype(device)
+            print_log(f'MixedPrecisionOptimWrapper: dtype auto -> {dtype} on {device}' +
+                      (f" (CPU flags: {', '.join(cpu_flags()) or 'none of note'})"
+                       if self.on_cpu else ''), logger='current')
+        self.plain = dtype in ('float32', torch.float32)
+        if self.plain:
+            self.on_cpu = True  # the plain OptimWrapper path below, with no autocast
+        elif not self.on_cpu:
             super().__init__(loss_scale=loss_scale, dtype=dtype, use_fsdp=use_fsdp, **kwargs)
             return
-        if dtype not in ('bfloat16', torch.bfloat16):
-            raise ValueError(f'mixed precision on the CPU is bf16 only, got dtype={dtype!r}')
+        elif dtype not in ('bfloat16', torch.bfloat16):
+            raise ValueError(f'mixed precision on the CPU is bf16 (or float32) only, got '
+                             f'dtype={dtype!r}')
         OptimWrapper.__init__(self, **kwargs)
-        self.cast_dtype = torch.bfloat16
+        self.cast_dtype = None if self.plain else torch.bfloat16
         self.loss_scaler = None
         self._scale_update_param = None
 
@@ -63,5 +93,5 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
                 yield
             return
         with OptimWrapper.optim_context(self, model), \
-                torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+                torch.autocast(device_type='cpu', dtype=torch.bfloat16, enabled=not self.plain):
             yield
