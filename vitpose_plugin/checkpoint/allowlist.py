@@ -87,7 +87,11 @@ def safe_dtype(dtype: Any, where: str = 'a numpy dtype') -> np.dtype:
     if not isinstance(code, str) or not _DTYPE_CODE.match(code):
         _refuse(f'{where}: numpy dtype {code!r} is not allowed (only plain numbers, '
                 'booleans and strings: object and structured dtypes carry pointers)')
-    return np.dtype(code)
+    fresh = np.dtype(code)
+    if isinstance(dtype, np.dtype) and (dtype.flags != fresh.flags or dtype.hasobject):
+        _refuse(f'{where}: numpy dtype {code!r} with flags {dtype.flags} (numpy writes '
+                f'{fresh.flags}; the state claims it holds objects)')
+    return fresh
 
 
 class NumpyArrayClass:
@@ -152,6 +156,14 @@ def _dtype(code, align=False, copy=True):
     return np.dtype(safe_dtype(code).str, bool(align), True)
 
 
+def _bytes(*args):
+    # protocol 2 pickles b'' (the data of an empty array) as bytes(); bytes(n) would
+    # allocate n bytes from a number in the file
+    if args:
+        _refuse(f'bytes{args!r:.60} (only bytes() is how pickle writes b\'\')')
+    return b''
+
+
 def _counter(mapping=None):
     if mapping is None:
         return Counter()
@@ -174,7 +186,7 @@ def runner_checkpoint_globals() -> list:
     ``torch.serialization.safe_globals``."""
     items = [(NumpyArrayClass, 'numpy.ndarray'), (_dtype, 'numpy.dtype'),
              (PendingArray, f'{__name__}.PendingArray'), (HistoryBuffer, None),
-             (_counter, 'collections.Counter'), (ConfigDict, None),
+             (_counter, 'collections.Counter'), (ConfigDict, None), (_bytes, 'builtins.bytes'),
              (_history_buffer_method, 'builtins.getattr')]
     # numpy 1 writes numpy.core.multiarray, numpy 2 numpy._core.multiarray
     for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):

@@ -26,7 +26,8 @@ def heads_by_dataset(state_dict: dict, datasets: Sequence[str]) -> dict:
             j = int(m.group(1))
             if j + 1 >= len(datasets):
                 raise ValueError(
-                    f'{key}: associate head {j} is dataset {j + 2} of the file, but only '
+                    f'{key}: associate head {j} (associate_keypoint_heads.{j} in official '
+                    f'files) is dataset {j + 2} of the file, but only '
                     f'{len(datasets)} datasets are named ({list(datasets)}); name them all '
                     '(e.g. --datasets, or the model\'s dataset names)')
             key = f'heads.{datasets[j + 1]}.{m.group(2)}'
