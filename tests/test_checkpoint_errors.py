@@ -202,3 +202,15 @@ def test_only_a_refused_global_asks_for_trust(tmp_path):
     with pytest.raises(UntrustedCheckpointError) as info:
         _load_checkpoint(str(path))
     assert 'Unknown' in str(info.value) and TRUST_ENV in str(info.value)
+
+
+@pytest.mark.parametrize('content,named', [
+    ({'annotations': []}, "'images'"), ([1, 2], 'not a COCO keypoint json'),
+    ('{"images": [', 'not a JSON file')], ids=['no-images', 'list', 'truncated'])
+def test_int8_calibration_json_without_images_names_it(tmp_path, content, named):
+    from vitpose_plugin.deploy.int8 import calibration_crops
+    path = tmp_path / 'calib.json'
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(ValueError) as info:
+        next(calibration_crops(None, str(path)))
+    assert str(path) in str(info.value) and named in str(info.value)

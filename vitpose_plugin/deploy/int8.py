@@ -80,13 +80,21 @@ def _person_boxes(source: str):
     annotations) or a folder of images (with ``bboxes.json`` inside, in the demo's
     --bboxes format; else the whole image)."""
     if osp.isfile(source) and source.endswith('.json'):
-        with open(source) as f:
-            coco = json.load(f)
-        files = {im['id']: _coco_image(source, im['file_name']) for im in coco['images']}
-        return [(files[a['image_id']], [a['bbox'][0], a['bbox'][1],
-                                        a['bbox'][0] + a['bbox'][2], a['bbox'][1] + a['bbox'][3]])
-                for a in coco['annotations'] if a.get('num_keypoints', 1) > 0
-                and not a.get('iscrowd', 0) and a['bbox'][2] > 1 and a['bbox'][3] > 1]
+        try:
+            with open(source) as f:
+                coco = json.load(f)
+            files = {im['id']: _coco_image(source, im['file_name']) for im in coco['images']}
+            return [(files[a['image_id']], [a['bbox'][0], a['bbox'][1], a['bbox'][0] +
+                                            a['bbox'][2], a['bbox'][1] + a['bbox'][3]])
+                    for a in coco['annotations'] if a.get('num_keypoints', 1) > 0
+                    and not a.get('iscrowd', 0) and a['bbox'][2] > 1 and a['bbox'][3] > 1]
+        except (ValueError, RecursionError) as e:
+            raise ValueError(f'int8 calibration data {source}: not a JSON file: {e}') from None
+        except (KeyError, TypeError, IndexError) as e:
+            raise ValueError(
+                f'int8 calibration data {source}: not a COCO keypoint json: it needs '
+                "'images' (id, file_name) and 'annotations' (image_id, bbox), and "
+                f'{e!r} is missing or malformed') from None
     if osp.isdir(source):
         boxes = {}
         if osp.isfile(osp.join(source, 'bboxes.json')):
