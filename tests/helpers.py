@@ -1,11 +1,15 @@
 """Helpers the test modules share (fixtures live in conftest.py)."""
+import atexit
 import copy
+import functools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,6 +40,24 @@ def tiny_config(name, arch=TINY_ARCH, deconv=(32, 32)):
     if cfg.model.head.deconv_out_channels:
         cfg.model.head.deconv_out_channels = deconv
     return cfg
+
+
+@functools.lru_cache()
+def installed_package() -> Path:
+    """This checkout built as a wheel and installed (not editable) into a temporary
+    folder, once per test session: put it first on PYTHONPATH to run as an installed
+    package."""
+    tmp = Path(tempfile.mkdtemp(prefix='vitpose_plugin_installed_'))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    # built from a copy: the build leaves build/ and egg-info folders where it runs
+    src, target = tmp / 'src', tmp / 'site-packages'
+    shutil.copytree(REPO, src, symlinks=True, ignore=shutil.ignore_patterns(
+        '.git', '.venv', 'build', 'work_dirs', 'outputs', '*.egg-info', '__pycache__'))
+    res = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
+                          '--no-build-isolation', '--target', str(target), str(src)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return target
 
 
 # ---------------------------------------------------------------- the runner

@@ -1,12 +1,13 @@
 """OpenMMLab model index: model-index.yml and one metafile per config folder, read by
 `mim search vitpose_plugin` and by vitpose_plugin.apis.model_alias."""
+import os
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from helpers import CONFIGS, REPO
+from helpers import CONFIGS, REPO, installed_package
 from vitpose_plugin.apis import model_alias, plugin_models
 
 
@@ -55,6 +56,26 @@ def test_mim_search_lists_the_plugins_models():
     found = {line.split('config id:')[1].strip() for line in res.stdout.splitlines()
              if 'config id:' in line}
     assert found == {m['Name'] for m in entries()}
+
+
+def test_mim_search_and_model_alias_from_an_installed_package(tmp_path):
+    """A wheel of the checkout, installed: `mim search` from another folder lists every
+    model, and model_alias gives config files inside the installed package."""
+    site = installed_package()
+    env = dict(os.environ, PYTHONPATH=str(site))
+    mim = [sys.executable, '-c', 'import sys; from mim.cli import cli; sys.exit(cli())']
+    res = subprocess.run(mim + ['search', 'vitpose_plugin'], capture_output=True, text=True,
+                         cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    found = {line.split('config id:')[1].strip() for line in res.stdout.splitlines()
+             if 'config id:' in line}
+    assert found == {m['Name'] for m in entries()}
+    res = subprocess.run([sys.executable, '-c', 'import os; from vitpose_plugin.apis import '
+                          "model_alias; c = model_alias('vitpose-b')[0]; "
+                          'print(os.path.realpath(c), os.path.isfile(c))'],
+                         capture_output=True, text=True, cwd=tmp_path, env=env)
+    path, exists = res.stdout.split()
+    assert exists == 'True' and path.startswith(str(site.resolve())), res.stdout + res.stderr
 
 
 def test_aliases_resolve_to_the_plugins_configs_and_weights():

@@ -22,6 +22,7 @@ annotations that do not are refused, naming them.
 """
 import argparse
 import json
+import os
 import os.path as osp
 import re
 import sys
@@ -184,6 +185,7 @@ def write_metainfo(info: dict, path: str, source: str) -> None:
     lines += [f'        {i}: {_call(s)},' for i, s in info['skeleton_info'].items()]
     lines += ['    },', f'    joint_weights={info["joint_weights"]!r},',
               f'    sigmas={info["sigmas"]!r})']
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with open(path, 'w') as f:
         f.write(f'# The keypoints of {source}, written by tools/make_metainfo.py.\n')
         f.write('\n'.join(lines) + '\n')
