@@ -11,19 +11,33 @@ skeletons under its own file name, and ``<file name>.json``:
      "persons": [{"bbox": [x1, y1, x2, y2], "bbox_score": s,
                   "keypoints": [[x, y] x K], "keypoint_scores": [K floats]}]}
 
-Videos have ``"fps"`` and ``"frames": [{"frame": i, "persons": [...]}]`` instead of
-``persons``, and every person a ``track_id`` that stays with them across frames.
-Coordinates are pixels of the input. Weights are downloaded (MMPose's RTMDet-m person
-detector and ViTPose-B by default); pass local files with --det-checkpoint /
---pose-checkpoint, or --random-weights for an offline smoke run. --bboxes FILE skips
-the detector.
+Videos have ``"fps"``, ``"complete"`` and ``"frames": [{"frame": i, "persons": [...]}]``
+instead of ``persons``, and every person a ``track_id`` that stays with them across
+frames. Coordinates are pixels of the input. ``--json-format mmpose`` writes MMPose's
+demo layout instead (``meta_info`` + ``instance_info``). Weights are downloaded (MMPose's
+RTMDet-m person detector and ViTPose-B by default); pass local files with
+--det-checkpoint / --pose-checkpoint, or --random-weights for an offline smoke run.
+--bboxes FILE skips the detector.
+
+Outputs are written to temporary names and renamed when complete; a video stopped by an
+error, Ctrl-C or SIGTERM keeps every finished frame (a playable video and its JSON), and
+its frames are also streamed to ``<file name>.jsonl`` while it runs. An output that would
+replace an input is refused before anything is written.
 """
 import argparse
+import contextlib
 import json
+import logging
+import math
 import os
 import os.path as osp
+import reprlib
+import signal
 import sys
+import tempfile
+import threading
 from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 import cv2
 import mmcv
@@ -53,6 +67,9 @@ DEFAULT_POSE_CHECKPOINT = (
     'td-hm_ViTPose-base_8xb64-210e_coco-256x192-216eae50_20230314.pth')
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp'}
 VIDEO_EXTS = {'.mp4', '.avi', '.mov', '.mkv', '.webm'}
+DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP; an 8K frame is 33 MP
+MAX_COORDINATE = 1e7  # --bboxes values beyond this are mistakes, not pixels
+RANDOM_MAX_PERSONS = 3  # --random-weights: the detector's best boxes kept per frame
 
 
 def parse_args(argv=None):
@@ -73,7 +90,17 @@ def parse_args(argv=None):
     p.add_argument('--dataset', metavar='NAME',
                    help='for multi-dataset / ViTPose+ models: the dataset whose head, '
                    'expert, keypoints and skeleton to use (coco, aic, mpii, ap10k, ...)')
-    p.add_argument('--out-dir', default='outputs')
+    p.add_argument('--out-dir', default='outputs',
+                   help='where to write; never an input folder whose files it would replace')
+    p.add_argument('--json-format', choices=['plugin', 'mmpose'], default='plugin',
+                   help="plugin: this demo's layout (docs/demo.md); mmpose: MMPose demo's "
+                   '--save-predictions layout (meta_info + instance_info)')
+    p.add_argument('--max-pixels', type=int, default=DEFAULT_MAX_PIXELS, metavar='N',
+                   help='refuse images and video frames of more pixels, read from the '
+                   f'header before decoding (default {DEFAULT_MAX_PIXELS / 1e6:g} million)')
+    p.add_argument('--max-persons', type=int, metavar='N',
+                   help='keep the N best detected boxes per frame (default: all; '
+                   f'{RANDOM_MAX_PERSONS} with --random-weights)')
     p.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     p.add_argument('--det-cat-id', type=int, nargs='+',
                    help='detector classes to keep (default: person; COCO animals for animal '
@@ -113,14 +140,20 @@ def parse_args(argv=None):
 def build_pipeline(args) -> TopdownPipeline:
     from mmpose.apis import init_model
 
+    max_persons = args.max_persons
     if args.random_weights:
-        print_log(f'WARNING: --random-weights: {RANDOM_BANNER.lower()}', logger='current',
+        max_persons = RANDOM_MAX_PERSONS if max_persons is None else max_persons
+        print_log(f'WARNING: --random-weights: {RANDOM_BANNER.lower()}; the detector keeps '
+                  f'its {max_persons} best boxes per frame (--max-persons)', logger='current',
                   level=30)
+        torch.manual_seed(0)  # the same random networks, so the same boxes, every run
     pose_ckpt = None if args.random_weights else args.pose_checkpoint
     pose = load_model('pose', init_model, args.pose_config, pose_ckpt, args.device)
     select_dataset(pose, args.dataset)
     pose.test_cfg['flip_test'] = pose.test_cfg.get('flip_test', False) and not args.no_flip
     fold_batchnorm(pose)  # inference only: same heatmaps, fewer operations
+    if args.backend == 'onnxruntime' and args.onnx_file:
+        check_onnx_graph(pose, args.onnx_file)
     if args.backend == 'onnxruntime':
         if args.precision not in ('fp32', 'auto') or args.attention_keypoint:
             raise InputError('--backend onnxruntime runs the fp32 graph only, without '
@@ -163,18 +196,57 @@ def build_pipeline(args) -> TopdownPipeline:
         detector = build_detector(args.det_model, args.det_config, args.det_checkpoint,
                                   args.device, args.random_weights)
     return TopdownPipeline(pose, detector, classes or (0, ), args.bbox_thr, args.nms_thr,
-                           args.kpt_thr, args.draw_heatmap, attention, args.random_weights)
+                           args.kpt_thr, args.draw_heatmap, attention, args.random_weights,
+                           max_persons)
 
 
 # ------------------------------------------------------------------- inputs
-def read_image(path):
-    """BGR uint8; grayscale, RGBA and 16-bit files are converted by OpenCV."""
+def image_size(path: str) -> Optional[Tuple[int, int]]:
+    """(width, height) from the file's header alone (nothing is decoded), or None if it
+    is not an image Pillow knows."""
+    from PIL import Image, UnidentifiedImageError
+    bomb, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # --max-pixels applies
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = bomb
+
+
+def damage(data: bytes) -> Optional[str]:
+    """What is missing from a JPEG or PNG file's end (a cut-off download or copy), or
+    None. OpenCV decodes such files without a word, painting the rest grey."""
+    if data[:3] == b'\xff\xd8\xff':  # entropy-coded data escapes 0xff, so no false EOI
+        if data.rfind(b'\xff\xd9') < data.rfind(b'\xff\xda'):
+            return 'truncated JPEG: no end-of-image marker after its last scan'
+    elif data[:8] == b'\x89PNG\r\n\x1a\n' and data.rfind(b'IEND') < 0:
+        return 'truncated PNG: no IEND chunk'
+    return None
+
+
+def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """(BGR uint8 image, damage or None). The size is read from the header and checked
+    against ``max_pixels`` before the image is decoded; grayscale, RGBA and 16-bit
+    files are converted by OpenCV."""
     if not osp.isfile(path):
         raise InputError(f'{path}: no such file')
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    size = image_size(path)
+    if size is None:
+        raise InputError(f'{path}: cannot read it as an image (unsupported or corrupt file)')
+    check_pixels(path, *size, max_pixels)
+    img = cv2.imread(path, cv2.IMREAD_COLOR)  # (imdecode refuses a cut-off JPEG whole)
     if img is None:
         raise InputError(f'{path}: cannot read it as an image (unsupported or corrupt file)')
-    return img
+    with open(path, 'rb') as f:
+        return img, damage(f.read())
+
+
+def check_pixels(path, width: int, height: int, max_pixels: int):
+    if width * height > max_pixels:
+        raise InputError(f'{path}: {width}x{height} = {width * height:,} pixels, over the '
+                         f'limit of {max_pixels:,} (--max-pixels)')
 
 
 def collect_inputs(path):
@@ -190,54 +262,314 @@ def collect_inputs(path):
     return [path]
 
 
+def is_video(path: str) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTS
+
+
+def _short(value) -> str:
+    """repr() cut to a line (a crafted file may nest or repeat without end)."""
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 3, 6, 60, 60
+
+
 def _boxes(entry, where: str) -> np.ndarray:
+    """(N, 5) boxes of one image / frame; every value finite, boxes ordered, scores in
+    [0, 1]."""
     if not isinstance(entry, list):
         raise InputError(f'{where}: expected a list of [x1, y1, x2, y2, score], got '
                          f'{type(entry).__name__}')
     for j, box in enumerate(entry):
-        if not (isinstance(box, list) and len(box) == 5 and
-                all(isinstance(v, (int, float)) for v in box)) or box[2] <= box[0] or \
-                box[3] <= box[1]:
+        if not (isinstance(box, list) and len(box) == 5 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+            raise InputError(f'{where}[{j}]: expected [x1, y1, x2, y2, score], got '
+                             f'{_short(box)}')
+        for name, v in zip(('x1', 'y1', 'x2', 'y2', 'score'), box):
+            if not (math.isfinite(v) and abs(v) < MAX_COORDINATE):
+                raise InputError(f'{where}[{j}]: {name} = {_short(v)} is not a finite number '
+                                 f'below {MAX_COORDINATE:g} in size')
+        if box[2] <= box[0] or box[3] <= box[1]:
             raise InputError(f'{where}[{j}]: expected [x1, y1, x2, y2, score] with x2 > x1 '
-                             f'and y2 > y1, got {box!r}')
+                             f'and y2 > y1, got {_short(box)}')
+        if not 0 <= box[4] <= 1:
+            raise InputError(f'{where}[{j}]: score {box[4]!r} is not within [0, 1]')
     return np.asarray(entry, np.float32).reshape(-1, 5)
 
 
 def load_bboxes(path: str, inputs, single_video: bool):
     """{input file name: (N, 5) boxes} (a video: {frame index: (N, 5)}), validated."""
     try:
-        with open(path) as f:
+        with open(path, encoding='utf-8') as f:
             data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError
         raise InputError(f'--bboxes {path}: {e}') from e
+    except RecursionError as e:
+        raise InputError(f'--bboxes {path}: nested too deeply to read (expected '
+                         '{"a.jpg": [[x1, y1, x2, y2, score], ...]})') from e
     if not isinstance(data, dict):
         raise InputError(f'--bboxes {path}: expected a JSON object keyed by file name'
                          + (' or frame index' if single_video else ''))
     if single_video:
-        return {osp.basename(inputs[0]): {
-            _frame(k, path): _boxes(v, f'{path}: frame {k!r}') for k, v in data.items()}}
+        name = osp.basename(inputs[0])
+        return {name: {_frame(k, f'--bboxes {path}: {name!r}'): _boxes(
+            v, f'--bboxes {path}: frame {k!r}') for k, v in data.items()}}
     out = {}
     for name, entry in data.items():
+        where = f'--bboxes {path}: {_short(name)}'
         if isinstance(entry, dict):  # a video in a folder: {frame: boxes}
-            out[name] = {_frame(k, path): _boxes(v, f'{path}: {name!r} frame {k!r}')
+            out[name] = {_frame(k, where): _boxes(v, f'{where} frame {_short(k)}')
                          for k, v in entry.items()}
         else:
-            out[name] = _boxes(entry, f'{path}: {name!r}')
+            out[name] = _boxes(entry, where)
     return out
 
 
-def _frame(key, path):
-    if not str(key).isdigit():
-        raise InputError(f'--bboxes {path}: frame key {key!r} is not a frame index')
+def _frame(key: str, where: str) -> int:
+    if not (key.isascii() and key.isdigit()):  # '١'.isdigit() is True, int() takes it
+        raise InputError(f'{where}: frame key {_short(key)} is not a frame index '
+                         '("0", "1", ...)')
     return int(key)
+
+
+def check_box_extent(boxes: np.ndarray, img: np.ndarray, where: str):
+    """Refuse boxes further than one image size outside the image: no person is there,
+    and such values (e.g. a wrong scale) end in nonsense crops and drawings."""
+    h, w = img.shape[:2]
+    for j, box in enumerate(boxes):
+        if box[0] < -w or box[1] < -h or box[2] > 2 * w or box[3] > 2 * h:
+            raise InputError(f'{where}[{j}]: box {[round(float(v), 2) for v in box[:4]]} '
+                             f'lies more than one image size outside the {w}x{h} image')
+
+
+def check_onnx_graph(pose, onnx_file: str):
+    """Refuse, at start, an ``--onnx-file`` that onnxruntime cannot load or whose
+    feature maps for a (1, 3, H, W) input differ from the pose backbone's."""
+    from vitpose_plugin.deploy.onnx import onnxruntime_session
+    if not osp.isfile(onnx_file):
+        return  # the backend reports the missing file
+    try:
+        run = onnxruntime_session(onnx_file)
+    except Exception as e:  # onnxruntime's InvalidProtobuf, Fail, InvalidGraph ...
+        raise InputError(f'--onnx-file {onnx_file}: onnxruntime cannot load it: '
+                         f'{str(e)[:300]}') from e
+    if run.output_names == ['heatmaps']:
+        return  # a whole-network graph: the backend names it
+    w, h = pose.cfg.codec['input_size']
+    x = torch.zeros(1, 3, h, w, device=next(pose.parameters()).device)
+    with torch.no_grad():
+        want = pose.backbone(x)
+    want = [tuple(t.shape) for t in (want if isinstance(want, (tuple, list)) else [want])]
+    try:
+        got = [tuple(t.shape) for t in run(x)]
+    except Exception as e:
+        raise InputError(f'--onnx-file {onnx_file}: the graph does not take this pose '
+                         f"model's input (1, 3, {h}, {w}): {str(e)[:300]}") from e
+    if got != want:
+        raise InputError(f'--onnx-file {onnx_file}: its feature maps {got} for a (1, 3, '
+                         f'{h}, {w}) input are not those of this pose backbone {want}; was '
+                         'it exported from another config?')
+
+
+# ------------------------------------------------------------------ outputs
+def plan_outputs(inputs, out_dir: str) -> Dict[str, Tuple[str, str]]:
+    """{input: (picture or video path, JSON path)} under ``out_dir``.
+
+    Pictures and ``.mp4`` videos keep their names, other videos get ``.mp4`` added (or
+    ``.2.mp4``, ... where an input already has that name: ``x.avi`` beside
+    ``x.avi.mp4``), and JSON is the input's name plus ``.json``. Raises
+    :class:`InputError` if an output would replace an input."""
+    taken = {osp.basename(p) for p in inputs if not is_video(p) or
+             p.lower().endswith('.mp4')}
+    plan = {}
+    for path in inputs:
+        name = osp.basename(path)
+        pic = name
+        if is_video(path) and not name.lower().endswith('.mp4'):
+            pic, k = name + '.mp4', 2
+            while pic in taken:
+                pic, k = f'{name}.{k}.mp4', k + 1
+            taken.add(pic)
+        plan[path] = (osp.join(out_dir, pic), osp.join(out_dir, name + '.json'))
+    locations = {_location(p): p for p in inputs}
+    files = {}  # hard links
+    for p in inputs:
+        with contextlib.suppress(OSError):
+            s = os.stat(p)
+            files[(s.st_dev, s.st_ino)] = p
+    for outputs in plan.values():
+        for out in outputs:
+            src = locations.get(_location(out))
+            if src is None and osp.isfile(out) and not osp.islink(out):
+                s = os.stat(out)
+                src = files.get((s.st_dev, s.st_ino))
+            if src is not None:
+                raise InputError(f'--out-dir {out_dir}: writing {out} would replace the input '
+                                 f'{src}; choose another --out-dir')
+    return plan
+
+
+def _location(path: str) -> str:
+    """The path with its folder resolved but not its last part: a link there is a file
+    of its own, which an output replaces without following."""
+    return osp.normcase(osp.join(osp.realpath(osp.dirname(osp.abspath(path))),
+                                 osp.basename(path)))
+
+
+def _temporary(path: str, suffix: str = '.part') -> str:
+    """A new, empty, hidden file beside ``path``, with the permissions of a new file."""
+    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path) or '.', suffix=suffix,
+                               prefix=f'.{osp.basename(path)}.')
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
+def write_atomic(path: str, data: bytes):
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``:
+    a reader never sees half a file, and a link at ``path`` is replaced, not followed."""
+    tmp = _temporary(path)
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: str):
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def to_json(obj) -> bytes:
+    """Strict JSON (NaN or infinity raise ValueError rather than write invalid JSON)."""
+    return json.dumps(obj, indent=1, allow_nan=False).encode()
+
+
+def jsonable(obj):
+    """numpy arrays and scalars (MMPose's dataset meta, split instances) as JSON types."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT / SIGTERM until the block is done (renaming finished outputs)."""
+    if not hasattr(signal, 'pthread_sigmask') or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that open videos are finalised."""
+
+
+class VideoOutput:
+    """A video's rendering and JSON, written so that nothing finished is lost.
+
+    Frames go to a hidden temporary ``.mp4`` beside the output and, one JSON line each,
+    to ``<JSON path>l`` (flushed per frame: a killed run keeps them). :meth:`close`
+    renames the video into place and writes the JSON with every finished frame, also
+    when the video stopped early (``"complete": false``). Signals wait until it is done.
+    """
+    fourcc = None  # the codec this OpenCV build writes, found on the first video
+
+    def __init__(self, video_path: str, json_path: str, fps: float, header: dict,
+                 mmpose_layout: bool):
+        self.video_path, self.json_path, self.fps = video_path, json_path, fps
+        self.header, self.mmpose_layout = header, mmpose_layout
+        self.frames, self.writer, self.tmp = [], None, None
+        self.stream_path = json_path + 'l'
+        if osp.lexists(self.stream_path):
+            os.unlink(self.stream_path)  # a link or a previous run's stream: never followed
+        fd = os.open(self.stream_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        self.stream = os.fdopen(fd, 'w')
+        self._line(header)
+
+    def _line(self, obj):
+        self.stream.write(json.dumps(obj, allow_nan=False) + '\n')
+        self.stream.flush()
+
+    def add(self, vis: np.ndarray, frame: dict):
+        if self.writer is None:
+            self.tmp = _temporary(self.video_path, suffix='.part.mp4')
+            self.writer = self._open_writer(self.tmp, (vis.shape[1], vis.shape[0]))
+        with signals_deferred():  # a frame is in the video and the JSON, or in neither
+            self.writer.write(vis)
+            self._line(frame)
+            self.frames.append(frame)
+
+    def _open_writer(self, path, size):
+        """H.264 (avc1), which browsers play, where this OpenCV build encodes it; else
+        MPEG-4 part 2 (mp4v), with a note."""
+        for fourcc in ([VideoOutput.fourcc] if VideoOutput.fourcc else ['avc1', 'mp4v']):
+            level = cv2.getLogLevel()
+            cv2.setLogLevel(0)  # silent: a missing encoder is said below
+            try:
+                writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), self.fps,
+                                         size)
+            finally:
+                cv2.setLogLevel(level)
+            if writer.isOpened():
+                if VideoOutput.fourcc is None and fourcc == 'mp4v':
+                    print_log('note: this OpenCV build cannot encode H.264 (avc1); videos are '
+                              'written as MPEG-4 part 2 (mp4v), which most browsers do not '
+                              'play (re-encode with: ffmpeg -i in.mp4 -c:v libx264 out.mp4)',
+                              logger='current', level=logging.WARNING)
+                VideoOutput.fourcc = fourcc
+                return writer
+            writer.release()
+        raise InputError(f'{self.video_path}: OpenCV cannot write an mp4 video here')
+
+    def close(self, error: Optional[str] = None):
+        """Finalise: the video and JSON of the finished frames (none: nothing is
+        replaced)."""
+        with signals_deferred():
+            self.stream.close()
+            if self.writer is not None:
+                self.writer.release()
+            if not self.frames:
+                for path in (self.tmp, self.stream_path):
+                    if path:
+                        _remove(path)
+                return
+            os.replace(self.tmp, self.video_path)
+            if self.mmpose_layout:
+                out = dict(self.header, instance_info=self.frames)
+            else:
+                out = dict(self.header, frames=self.frames)
+            out['complete'] = error is None
+            if error is not None:
+                out['error'] = error
+            write_atomic(self.json_path, to_json(out))
+            _remove(self.stream_path)
 
 
 class Runner:
     """Runs the pipeline over the inputs and writes pictures, videos and JSON."""
 
-    def __init__(self, pipeline: TopdownPipeline, args, bboxes=None):
-        self.pipeline, self.args, self.bboxes = pipeline, args, bboxes
+    def __init__(self, pipeline: TopdownPipeline, args, plan, bboxes=None):
+        self.pipeline, self.args, self.plan, self.bboxes = pipeline, args, plan, bboxes
         self.missing = []  # inputs / frames the --bboxes file has no entry for
+        self.damaged = []  # inputs processed as far as they decode
 
     def boxes(self, img, name: str, frame=None):
         if self.bboxes is None:
@@ -248,22 +580,47 @@ class Runner:
         if entry is None or isinstance(entry, dict):
             self.missing.append(name if frame is None else f'{name} frame {frame}')
             return np.zeros((0, 5), np.float32)
+        where = f'--bboxes {self.args.bboxes}: {name!r}' + ('' if frame is None else
+                                                           f' frame {frame}')
+        check_box_extent(entry, img, where)
         return entry
 
-    def _meta(self, path, img):
-        return {'input': osp.basename(path), 'width': int(img.shape[1]),
-                'height': int(img.shape[0]), 'random_weights': bool(self.args.random_weights),
-                'keypoint_names': self.pipeline.keypoint_names}
+    @property
+    def mmpose_layout(self) -> bool:
+        return self.args.json_format == 'mmpose'
+
+    def _header(self, path, img, **video):
+        if self.mmpose_layout:
+            return dict(meta_info=jsonable(self.pipeline.pose.dataset_meta))
+        return dict({'input': osp.basename(path), 'width': int(img.shape[1]),
+                     'height': int(img.shape[0]),
+                     'random_weights': bool(self.args.random_weights),
+                     'keypoint_names': self.pipeline.keypoint_names}, **video)
+
+    def _persons(self, boxes, sample, ids=None):
+        if sample is None:
+            return []
+        if self.mmpose_layout:
+            return mmpose_instances(boxes, sample, ids)
+        return self.pipeline.persons(boxes, sample, ids)
 
     def image(self, path):
-        img = read_image(path)
+        img, damaged = read_image(path, self.args.max_pixels)
+        if damaged:
+            self.damaged.append(f'{path}: {damaged}')
+            tqdm.write(f'warning: {path}: {damaged}; processing what decodes')
         boxes = self.boxes(img, osp.basename(path))
         sample, maps = self.pipeline.estimate(img, boxes)
-        persons = self.pipeline.persons(boxes, sample) if sample is not None else []
-        out = osp.join(self.args.out_dir, osp.basename(path))
-        cv2.imwrite(out, self.pipeline.draw(img, boxes, sample, maps))
-        with open(out + '.json', 'w') as f:
-            json.dump(dict(self._meta(path, img), persons=persons), f, indent=1)
+        persons = self._persons(boxes, sample)
+        pic, json_path = self.plan[path]
+        ok, encoded = cv2.imencode(Path(pic).suffix, self.pipeline.draw(img, boxes, sample, maps))
+        if not ok:
+            raise InputError(f'{pic}: OpenCV cannot encode this picture')
+        meta = to_json(dict(self._header(path, img), **{
+            'instance_info' if self.mmpose_layout else 'persons': persons}))
+        with signals_deferred():  # the picture and its JSON: both, or neither
+            write_atomic(pic, encoded.tobytes())
+            write_atomic(json_path, meta)
         return len(persons)
 
     def video(self, path):
@@ -272,67 +629,122 @@ class Runner:
         video = mmcv.VideoReader(path)
         if not video.opened:
             raise InputError(f'{path}: cannot open the video')
-        fps = video.fps or 25.0
+        try:
+            check_pixels(path, video.width, video.height, self.args.max_pixels)
+            return self._video_frames(path, video)
+        finally:
+            video.vcap.release()
+
+    def _video_frames(self, path, video):
+        fps = video.fps if video.fps and math.isfinite(video.fps) else 25.0
         pose_meta = self.pipeline.pose.dataset_meta
         tracker = PoseTracker(self.args.track_method, sigmas=pose_meta.get('sigmas'),
                               smooth_fps=fps if self.args.smooth else None)
-        out = osp.join(self.args.out_dir, osp.basename(path))
-        writer, frames, first = None, [], None
+        name = osp.basename(path)
+        out, error = None, 'stopped'
         try:
-            for img in tqdm(video, total=video.frame_cnt or None, desc=osp.basename(path),
-                            unit='frame', leave=False):
-                first = img if first is None else first
-                boxes = self.boxes(img, osp.basename(path), len(frames))
+            for img in tqdm(video, total=video.frame_cnt or None, desc=name, unit='frame',
+                            leave=False):
+                if out is None:
+                    out = VideoOutput(*self.plan[path], fps,
+                                      self._header(path, img, fps=fps), self.mmpose_layout)
+                t = len(out.frames)
+                boxes = self.boxes(img, name, t)
                 sample, maps = self.pipeline.estimate(img, boxes)
                 ids = None
                 if sample is not None:
                     ids = tracker.update(boxes, sample.pred_instances.keypoints)
-                persons = self.pipeline.persons(boxes, sample, ids) if ids is not None else []
-                vis = self.pipeline.draw(img, boxes, sample, maps, ids)
-                if writer is None:  # the picture track keeps the input's name (.mp4)
-                    writer = cv2.VideoWriter(out if out.lower().endswith('.mp4') else
-                                             out + '.mp4',
-                                             cv2.VideoWriter_fourcc(*'mp4v'), fps,
-                                             (vis.shape[1], vis.shape[0]))
-                writer.write(vis)
-                frames.append(dict(frame=len(frames), persons=persons))
+                persons = self._persons(boxes, sample, ids)
+                out.add(self.pipeline.draw(img, boxes, sample, maps, ids),
+                        dict(frame_id=t + 1, instances=persons) if self.mmpose_layout
+                        else dict(frame=t, persons=persons))
+            error = None
+        except KeyboardInterrupt:
+            error = 'interrupted (SIGINT)'
+            raise
+        except Terminated:
+            error = 'interrupted (SIGTERM)'
+            raise
+        except Exception as e:
+            error = f'{type(e).__name__}: {e}' if not isinstance(e, InputError) else str(e)
+            raise
         finally:
-            video.vcap.release()
-            if writer is not None:
-                writer.release()
-        if first is None:
+            if out is not None:
+                out.close(error)
+                if error is not None and out.frames:
+                    tqdm.write(f'{path}: stopped after {len(out.frames)} frame(s), which are '
+                               f'kept in {out.video_path} and {out.json_path}')
+        if out is None:
             raise InputError(f'{path}: the video has no readable frames')
-        with open(out + '.json', 'w') as f:
-            json.dump(dict(self._meta(path, first), fps=fps, frames=frames), f, indent=1)
-        return sum(len(fr['persons']) for fr in frames)
+        key = 'instances' if self.mmpose_layout else 'persons'
+        return sum(len(fr[key]) for fr in out.frames)
+
+
+def mmpose_instances(boxes: np.ndarray, sample, track_ids=None):
+    """Persons in the layout of MMPose's demo (``--save-predictions``): its
+    ``split_instances`` of the predictions, ``bbox`` as [[x1, y1, x2, y2]], with the
+    boxes' scores (and track ids)."""
+    from mmpose.structures import split_instances
+    inst = sample.pred_instances.clone()
+    inst.bboxes = np.asarray(boxes[:, :4], np.float32)
+    inst.bbox_scores = np.asarray(boxes[:, 4], np.float32)
+    out = jsonable(split_instances(inst))
+    for i, person in enumerate(out):
+        if track_ids is not None:
+            person['track_id'] = int(track_ids[i])
+    return out
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
         inputs = collect_inputs(args.input)
-        single_video = len(inputs) == 1 and Path(inputs[0]).suffix.lower() in VIDEO_EXTS \
-            and not osp.isdir(args.input)
+        single_video = len(inputs) == 1 and is_video(inputs[0]) and not osp.isdir(args.input)
         bboxes = load_bboxes(args.bboxes, inputs, single_video) if args.bboxes else None
-        os.makedirs(args.out_dir, exist_ok=True)
-        runner = Runner(build_pipeline(args), args, bboxes)
+        plan = plan_outputs(inputs, args.out_dir)
+        try:
+            os.makedirs(args.out_dir, exist_ok=True)
+        except OSError as e:
+            raise InputError(f'--out-dir {args.out_dir}: {e}') from e
+        runner = Runner(build_pipeline(args), args, plan, bboxes)
     except InputError as e:
         raise SystemExit(f'error: {e}')
-    failed = []
-    with torch.no_grad():
-        for path in tqdm(inputs, desc='topdown demo', unit='input', disable=len(inputs) < 2):
-            video = Path(path).suffix.lower() in VIDEO_EXTS
-            try:
-                n = (runner.video if video else runner.image)(path)
-                tqdm.write(f'{path}: {n} person(s)')
-            except InputError as e:
-                failed.append(str(e))
-                tqdm.write(f'error: {e}')
+    failed, stop = [], None
+    in_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    try:
+        with torch.no_grad():
+            for path in tqdm(inputs, desc='topdown demo', unit='input',
+                             disable=len(inputs) < 2):
+                try:
+                    n = (runner.video if is_video(path) else runner.image)(path)
+                    tqdm.write(f'{path}: {n} person(s)')
+                except InputError as e:
+                    failed.append(str(e))
+                    tqdm.write(f'error: {e}')
+                except Exception as e:  # one input's failure never stops the others
+                    failed.append(f'{path}: {type(e).__name__}: {e}')
+                    tqdm.write(f'error: {failed[-1]}')
+    except (KeyboardInterrupt, Terminated) as e:
+        stop = 'SIGTERM' if isinstance(e, Terminated) else 'SIGINT'
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, old_term)
     if runner.missing:
         print(f'warning: --bboxes {args.bboxes} has no boxes for {len(runner.missing)} '
               f'input(s) / frame(s), which get no persons: {", ".join(runner.missing[:20])}'
               + (' ...' if len(runner.missing) > 20 else ''), file=sys.stderr)
+    if runner.damaged:
+        print(f'{len(runner.damaged)} corrupt input(s), processed as far as they decode:\n'
+              + '\n'.join(f'  {m}' for m in runner.damaged), file=sys.stderr)
     done = len(inputs) - len(failed)
+    if stop:
+        print(f'{stop}: stopped; finished outputs are in {args.out_dir}', file=sys.stderr)
+        raise SystemExit(130 if stop == 'SIGINT' else 143)
     print(f'done: {done}/{len(inputs)} input(s) processed, results in {args.out_dir}')
     if failed:
         print(f'{len(failed)} failed:\n' + '\n'.join(f'  {m}' for m in failed), file=sys.stderr)

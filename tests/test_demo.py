@@ -310,3 +310,19 @@ def test_dataset_selects_head_expert_keypoints_and_skeleton(tmp_path, images):
     persons = next(inferencer(str(images / 'sunglasses.jpg')))['predictions'][0]
     assert len(persons[0]['keypoints']) == 17
     assert inferencer.inferencer.model.dataset_meta['dataset_name'] == 'ap10k'
+
+
+def test_random_weights_keep_the_best_few_boxes(tiny_models, monkeypatch):
+    """--random-weights: the detector's boxes are phantoms; the 3 best-scored are kept
+    (a random RTMDet-m scores every anchor near 1), and NMS sees few candidates."""
+    import vitpose_plugin.apis.topdown_pipeline as pipeline_module
+    arg = dict(zip(tiny_models[::2], tiny_models[1::2]))
+    pose = init_model(arg['--pose-config'], arg['--pose-checkpoint'], device='cpu')
+    found = np.array([[0, 0, 10, 10, 0.5], [5, 5, 20, 20, 0.9], [1, 1, 9, 9, 0.4],
+                      [2, 2, 30, 30, 0.95], [3, 3, 8, 8, 0.7]], np.float32)
+    monkeypatch.setattr(pipeline_module, 'detect', lambda *args: found)
+    pipeline = TopdownPipeline(pose, detector=object(), max_persons=3, random_weights=True)
+    np.testing.assert_array_equal(pipeline.detect(None), found[[3, 1, 4]])
+    assert len(TopdownPipeline(pose, detector=object()).detect(None)) == 5
+    detector = build_detector('rtmdet-nano', random_weights=True)
+    assert detector.bbox_head.test_cfg['nms_pre'] == pipeline_module.RANDOM_NMS_PRE

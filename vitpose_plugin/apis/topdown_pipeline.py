@@ -13,6 +13,7 @@ import numpy as np
 from .detectors import DETECTOR_PRESETS, detect
 
 RANDOM_BANNER = 'RANDOM WEIGHTS - NOT A REAL PREDICTION'
+RANDOM_NMS_PRE = 100  # random-weight detectors: candidate boxes NMS sees per level
 # identity colours (BGR), cycled by track id
 PALETTE = [(255, 128, 0), (0, 200, 255), (180, 0, 255), (0, 255, 128), (255, 0, 128),
            (128, 255, 0), (0, 128, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255)]
@@ -52,6 +53,11 @@ def build_detector(preset: str = 'rtmdet-m', config: Optional[str] = None,
     checkpoint = None if random_weights else checkpoint or DETECTOR_PRESETS[preset]['weights']
     detector = load_model('det', init_detector, config, checkpoint, device)
     detector.cfg = adapt_mmdet_pipeline(detector.cfg)
+    head_cfg = getattr(getattr(detector, 'bbox_head', None), 'test_cfg', None)
+    if random_weights and head_cfg is not None and 'nms_pre' in head_cfg:
+        # random scores saturate at 1 on every anchor: NMS over all of them (RTMDet-m:
+        # 8400 at 640) took seconds a frame, for phantom boxes of which a few are kept
+        head_cfg['nms_pre'] = RANDOM_NMS_PRE
     return detector
 
 
@@ -84,16 +90,19 @@ class TopdownPipeline:
         draw_heatmap: blend the heatmaps into the picture.
         attention: ``(KeypointAttention, keypoint id)`` to overlay, or None.
         random_weights: stamp a banner on every picture.
+        max_persons: keep only this many detected boxes, the highest scores first
+            (None: all above ``bbox_thr``).
     """
 
     def __init__(self, pose, detector=None, det_classes: Sequence[int] = (0, ),
                  bbox_thr: float = 0.3, nms_thr: float = 0.3, kpt_thr: float = 0.3,
-                 draw_heatmap: bool = False, attention=None, random_weights: bool = False):
+                 draw_heatmap: bool = False, attention=None, random_weights: bool = False,
+                 max_persons: Optional[int] = None):
         from mmpose.registry import VISUALIZERS
         self.pose, self.detector, self.det_classes = pose, detector, tuple(det_classes)
         self.bbox_thr, self.nms_thr, self.kpt_thr = bbox_thr, nms_thr, kpt_thr
         self.draw_heatmap, self.attention = draw_heatmap, attention
-        self.random_weights = random_weights
+        self.random_weights, self.max_persons = random_weights, max_persons
         pose.test_cfg['output_heatmaps'] = draw_heatmap
         self.visualizer = VISUALIZERS.build(dict(pose.cfg.visualizer, name='topdown_demo'))
         self.visualizer.set_dataset_meta(pose.dataset_meta)
@@ -107,7 +116,10 @@ class TopdownPipeline:
         """(N, 5) boxes [x1, y1, x2, y2, score]."""
         if self.detector is None:
             raise InputError('no detector: pass the boxes')
-        return detect(self.detector, img, self.det_classes, self.bbox_thr, self.nms_thr)
+        boxes = detect(self.detector, img, self.det_classes, self.bbox_thr, self.nms_thr)
+        if self.max_persons is not None:
+            boxes = boxes[np.argsort(-boxes[:, 4], kind='stable')[:self.max_persons]]
+        return boxes
 
     def estimate(self, img: np.ndarray, boxes: np.ndarray):
         """The merged pose sample of all persons (one batch), and their attention maps
