@@ -96,3 +96,18 @@ def test_mmpose_inferencer_takes_an_alias_through_model_alias(images):
                                   device='cpu')
     persons = next(inferencer(str(images / 'sunglasses.jpg')))['predictions'][0]
     assert len(persons) == 1 and len(persons[0]['keypoints']) == 17
+
+
+def test_an_alias_offline_names_the_url_and_how_to_pass_a_local_file(tmp_path, monkeypatch):
+    """Offline on any machine: nothing in the download cache, and every connection goes
+    to a closed local port (the discard port)."""
+    from mmpose.apis import MMPoseInferencer
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    for var in ('https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY'):
+        monkeypatch.setenv(var, 'http://127.0.0.1:9')
+    for var in ('no_proxy', 'NO_PROXY'):
+        monkeypatch.delenv(var, raising=False)
+    config, url = model_alias('vitpose-b')
+    with pytest.raises(Exception) as info:
+        MMPoseInferencer(config, url, device='cpu')
+    assert url in str(info.value) and 'local path' in str(info.value), str(info.value)
