@@ -31,17 +31,24 @@ import mmcv
 import torch
 
 from benchmarks.measure import cpu_description, cpu_line
-from vitpose_plugin.apis.detectors import DETECTOR_PRESETS
+from vitpose_plugin.apis.detectors import DETECTOR_PRESETS, set_detector_precision
 from vitpose_plugin.apis.topdown_pipeline import TopdownPipeline, build_detector
 from vitpose_plugin.apis.tracking import PoseTracker
-from vitpose_plugin.deploy import fold_batchnorm, set_inference_precision, use_onnxruntime
+from vitpose_plugin.deploy import (
+    fold_batchnorm,
+    inference_precision,
+    set_inference_precision,
+    use_onnxruntime,
+)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STAGES = ('read', 'detect', 'pose', 'draw', 'write')
 POSE_CONFIG = osp.join(REPO, 'configs', 'vitpose', 'coco',
                        'td-hm_vitpose-base_8xb64-210e_coco-256x192.py')
-# (detector preset, flip test, pose backend); the first is the demo's default
-SETTINGS = [('rtmdet-m', True, 'pytorch'), ('rtmdet-m', False, 'pytorch'),
+# (detector preset, flip test, pose backend or precision); the first is the demo's
+# default (precision 'auto'), the second the fp32 default it is compared with
+SETTINGS = [('rtmdet-m', True, 'auto'), ('rtmdet-m', True, 'pytorch'),
+            ('rtmdet-m', False, 'pytorch'),
             ('rtmdet-nano', True, 'pytorch'), ('rtmdet-nano', False, 'pytorch'),
             ('rtmdet-nano', False, 'onnxruntime'), ('rtmdet-nano', False, 'int8'),
             ('faster-rcnn', True, 'pytorch')]
@@ -91,8 +98,8 @@ def build_pose(args, flip, backend):
     fold_batchnorm(pose)
     if backend == 'onnxruntime':
         use_onnxruntime(pose)
-    elif backend == 'int8':  # calibrated on the shared COCO people
-        set_inference_precision(pose, 'int8', calibration=osp.join(args.data, 'test_coco.json'))
+    elif backend in ('int8', 'auto', 'bf16'):  # int8: calibrated on the shared COCO people
+        set_inference_precision(pose, backend, calibration=osp.join(args.data, 'test_coco.json'))
     return pose
 
 
@@ -211,7 +218,8 @@ def main():
     rows = []
     tmp = tempfile.mkdtemp()
     settings = [SETTINGS[i] for i in args.settings] if args.settings else SETTINGS
-    compare = {('rtmdet-m', True, 'pytorch'), ('rtmdet-nano', False, 'pytorch')}
+    compare = {('rtmdet-m', True, 'auto'), ('rtmdet-m', True, 'pytorch'),
+               ('rtmdet-nano', False, 'pytorch')}
     with torch.no_grad():
         for preset, flip, backend in settings:
             inferencer = None
@@ -224,7 +232,11 @@ def main():
                 detector = build_detector(preset, random_weights=random, device=args.device)
             if random:
                 force_persons(detector, args.persons)
-            pipeline = TopdownPipeline(build_pose(args, flip, backend), detector)
+            pose = build_pose(args, flip, backend)
+            if backend == 'auto':  # the detector's convolutions in the pose's precision
+                set_detector_precision(detector, inference_precision(pose))
+                print(f'auto: pose and detector in {inference_precision(pose)}')
+            pipeline = TopdownPipeline(pose, detector)
             beside = None if inferencer is None else InferencerTimer(inferencer, tmp)
             result = run_ours(pipeline, images, args.video, args.repeat, tmp, beside)
             row = dict(detector=preset, flip=flip, pose_backend=backend)

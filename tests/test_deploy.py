@@ -195,3 +195,28 @@ def test_onnxruntime_backend_gives_the_same_keypoints_through_inference_topdown(
     assert not isinstance(model.backbone, OnnxRuntimeBackbone)
     with pytest.raises(FileNotFoundError, match='nowhere.onnx'):
         use_onnxruntime(model, 'nowhere.onnx')
+
+
+def test_detector_precision_runs_its_convolutions_in_bf16(tiny_models, images):
+    """The detector's backbone and neck under bf16 autocast give fp32 features within
+    bf16 rounding of fp32's, and boxes through the same decoding and NMS."""
+    import cv2
+    from mmdet.apis import init_detector
+
+    from vitpose_plugin.apis.detectors import detect, set_detector_precision
+    det = init_detector(tiny_models[tiny_models.index('--det-config') + 1],
+                        tiny_models[tiny_models.index('--det-checkpoint') + 1], device='cpu')
+    img = cv2.imread(str(images / 'sunglasses.jpg'))
+    x = torch.randn(1, 3, 320, 320)
+    with torch.no_grad():
+        want, boxes32 = det.extract_feat(x), detect(det, img, (0, ), 0.3, 0.3)
+        set_detector_precision(det, 'bf16')
+        got, boxes16 = det.extract_feat(x), detect(det, img, (0, ), 0.3, 0.3)
+        for w, g in zip(want, got):
+            assert g.dtype == torch.float32
+            # a few layers of convolutions and BN, each rounding to 8 significant bits
+            assert 0 < (w - g).abs().max() <= 0.05 * w.abs().max()
+        # the tiny detector's forced scores tie, so which tied box wins may change
+        assert boxes16.shape[1] == 5 and len(boxes16) > 0 and len(boxes32) > 0
+        set_detector_precision(det, 'fp32')
+        assert all(torch.equal(w, g) for w, g in zip(want, det.extract_feat(x)))

@@ -63,6 +63,25 @@ def detector_classes(preset: str, dataset: Optional[str]) -> Sequence[int]:
     return (0, )
 
 
+def set_detector_precision(detector, precision: str):
+    """Run ``detector``'s backbone and neck (its convolutions) under bf16 / fp16 autocast
+    (``precision`` 'bf16' / 'fp16'; the pose model's after 'auto' resolved it), their
+    features back in fp32 for the head, box decoding and NMS; 'fp32' or 'int8' (no int8
+    detector) takes the switch off. Returns ``detector``."""
+    from vitpose_plugin.deploy.precision import autocast_hooks
+    for h in getattr(detector, '_vitpose_precision_hooks', []):
+        h.remove()
+    handles = []
+    dtypes = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+    if precision in dtypes:
+        for name in ('backbone', 'neck'):
+            module = getattr(detector, name, None)
+            if module is not None:
+                handles += autocast_hooks(module, dtypes[precision])
+    detector._vitpose_precision_hooks = handles
+    return detector
+
+
 def detect(detector, img: np.ndarray, classes: Sequence[int], score_thr: float,
            nms_thr: float) -> np.ndarray:
     """(N, 5) boxes [x1, y1, x2, y2, score] of ``classes`` above ``score_thr``, after NMS

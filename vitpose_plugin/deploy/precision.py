@@ -57,6 +57,14 @@ class _Autocast:
         return to_fp32(output)
 
 
+def autocast_hooks(module, dtype: torch.dtype) -> list:
+    """Run ``module``'s eval-mode forward under autocast to ``dtype``, its outputs cast
+    back to fp32; returns the hook handles (``h.remove()`` undoes it)."""
+    autocast = _Autocast(dtype)
+    return [module.register_forward_pre_hook(autocast.enter),
+            module.register_forward_hook(autocast.exit, always_call=True)]
+
+
 def inference_precision(model) -> str:
     """The precision set on ``model`` ('fp32' when none was; 'auto' is resolved)."""
     return getattr(model, _STATE, ('fp32', []))[0]
@@ -110,10 +118,7 @@ def set_inference_precision(model, precision: str, **int8_options):
         for name in ('backbone', 'neck'):
             module = getattr(model, name, None)
             if module is not None:
-                autocast = _Autocast(torch.float16)
-                handles = [module.register_forward_pre_hook(autocast.enter),
-                           module.register_forward_hook(autocast.exit, always_call=True)]
-                undo += [h.remove for h in handles]
+                undo += [h.remove for h in autocast_hooks(module, torch.float16)]
     elif precision == 'int8':
         from .int8 import quantize_backbone
         quantize_backbone(model, **int8_options)
