@@ -146,3 +146,40 @@ def test_pretrained_weights_match_the_architecture(path):
         assert f'resnet{b.depth}' in url, url
     else:
         raise AssertionError(f'{path}: no check for a {b.type} backbone ({url})')
+
+
+def _data_paths(cfg):
+    """The data roots and annotation files of a config's loaders and evaluators."""
+    paths = []
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader') or {}
+        ds = loader.get('dataset') or {}
+        for d in ds.get('datasets', [ds]):
+            paths += [d.get('data_root'), d.get('ann_file')]
+        evaluator = cfg.get(f'{split}_evaluator') or {}
+        for e in evaluator if isinstance(evaluator, list) else [evaluator]:
+            paths.append(e.get('ann_file'))
+    return [str(p) for p in paths if p]
+
+
+def test_shared_data_comes_from_the_environment_or_the_config_location(monkeypatch, tmp_path):
+    """Configs that read the shared data find it from VITPOSE_SHARED_DATA, else beside the
+    repository as seen from the config file: never from the working directory."""
+    monkeypatch.chdir(tmp_path)
+    beside = os.path.realpath(CONFIGS / '..' / '..' / 'shared' / 'data')
+    shared = []
+    # the configs that read it, and those that inherit from them
+    for path in [p for p in all_configs() if re.search(r'shared|sanity/|coco_mini/',
+                                                       (CONFIGS / p).read_text())]:
+        monkeypatch.delenv('VITPOSE_SHARED_DATA', raising=False)
+        found = [p for p in _data_paths(Config.fromfile(str(CONFIGS / path))) if 'shared' in p]
+        if not found:
+            continue
+        shared.append(path)
+        assert all(p.startswith(beside + '/') for p in found), (path, found)
+        monkeypatch.setenv('VITPOSE_SHARED_DATA', '/elsewhere/data')
+        moved = [p for p in _data_paths(Config.fromfile(str(CONFIGS / path)))]
+        assert [p.replace('/elsewhere/data', beside) for p in moved if 'elsewhere' in p] == \
+            found, (path, moved)
+    assert {'vitpose/sanity/td-hm_vitpose-tiny_1xb12-150it_shared-coco-256x192.py',
+            'vitpose/coco_mini/td-hm_vitpose-small_1xb16-40e_coco-mini-256x192.py'} <= set(shared)
