@@ -1,14 +1,17 @@
-"""How far int8 ViTPose's keypoints are from fp32's, on a trained model and real people.
+"""How far int8 and bf16 ViTPose's keypoints are from fp32's, on a trained model and
+real people.
 
 The int8 backbone (``vitpose_plugin.deploy.int8``) is calibrated on ``--calibration``
-(default: the coco-mini-train people) and compared with fp32 on people it was not
-calibrated on: the shared COCO val images (ground-truth boxes) and OCHuman's. Reports,
-per set: mean and minimum OKS of the int8 keypoints against the fp32 ones (the dataset's
-sigmas, the person's area), the worst and mean keypoint distance in pixels at the
-256x192 input scale, and COCO AP of fp32 and of int8 on the shared COCO images. Prints a
-table and writes JSON.
+(default: the coco-mini-train people); bf16 is ``set_inference_precision(model,
+'bf16')`` (weights in bf16). Each is compared with fp32 on people int8 was not
+calibrated on: the shared COCO val images (ground-truth boxes) and OCHuman's, with the
+config's flip test. Reports, per precision and set: mean and minimum OKS of its
+keypoints against the fp32 ones (the dataset's sigmas, the person's area), the worst
+and mean keypoint distance in pixels at the 256x192 input scale, and COCO AP of fp32 and
+of it on the shared COCO images. Prints a table and writes JSON.
 
-    python -m benchmarks.int8_agreement CONFIG CHECKPOINT [--method percentile]
+    python -m benchmarks.int8_agreement CONFIG CHECKPOINT [--precisions int8 bf16]
+        [--method percentile]
 """
 import argparse
 import json
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.measure import cpu_description, cpu_line
+from vitpose_plugin.deploy.int8 import DEFAULT_CALIBRATION
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED = os.environ.get('VITPOSE_SHARED_DATA', osp.join(REPO, '..', 'shared', 'data'))
@@ -29,8 +33,9 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('config')
     p.add_argument('checkpoint')
-    p.add_argument('--calibration', default=osp.join(
-        SHARED, 'coco-mini-train', 'person_keypoints_train2017.json'))
+    p.add_argument('--precisions', nargs='+', default=['int8', 'bf16'],
+                   choices=['int8', 'bf16', 'fp16'])
+    p.add_argument('--calibration', default=DEFAULT_CALIBRATION)
     p.add_argument('--method', default='percentile', choices=['percentile', 'minmax'])
     p.add_argument('--num', type=int, default=256, help='calibration crops')
     p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results',
@@ -85,44 +90,46 @@ def main():
     fold_batchnorm(model)
     sigmas = np.asarray(model.dataset_meta['sigmas'])
     print(f'cpu: {cpu_line()}')
-    fp32, int8 = {}, {}
-    data = {}
+    fp32, data = {}, {}
     for name, rel in SETS.items():
         path = osp.join(SHARED, rel)
         with open(path) as f:
             data[name] = (json.load(f), osp.dirname(path))
         fp32[name] = predict(model, *data[name])
-    set_inference_precision(model, 'int8', calibration=args.calibration, num=args.num,
-                            method=args.method)
-    for name in SETS:
-        int8[name] = predict(model, *data[name])
     val = 'coco val (shared)'
     ann = osp.join(SHARED, SETS[val])
-    ap32, ap8 = (coco_ap(p[val], data[val][0], ann) for p in (fp32, int8))
-    rows = {}
-    for name in SETS:
-        oks, dist = [], []
-        for k, (k32, scale, area, _) in fp32[name].items():
-            k8 = int8[name][k][0]
-            d2 = ((k32 - k8)**2).sum(-1)
-            oks.append(float(np.exp(-d2 / (2 * max(area, 1) * (2 * sigmas)**2)).mean()))
-            dist.append(np.sqrt(d2) / scale)
-        dist = np.concatenate(dist)
-        rows[name] = dict(persons=len(oks), mean_oks=float(np.mean(oks)),
-                          min_oks=float(np.min(oks)), max_px=float(dist.max()),
-                          mean_px=float(dist.mean()))
-    print(f'\nint8 ({args.method}, {args.num} crops of {args.calibration}) vs fp32, '
-          f'{args.checkpoint}\n\n| set | persons | mean OKS | min OKS | worst keypoint px | '
-          'mean px |\n|---|---|---|---|---|---|')
-    for name, r in rows.items():
-        print(f"| {name} | {r['persons']} | {r['mean_oks']:.4f} | {r['min_oks']:.4f} | "
-              f"{r['max_px']:.2f} | {r['mean_px']:.3f} |")
-    print(f'\nCOCO AP on the shared COCO images (ground-truth boxes): fp32 {ap32:.4f}, int8 '
-          f'{ap8:.4f} ({100 * (ap8 - ap32):+.2f} points)')
+    ap32 = coco_ap(fp32[val], data[val][0], ann)
+    rows, aps = {}, {}
+    for precision in args.precisions:
+        options = dict(calibration=args.calibration, num=args.num, method=args.method) \
+            if precision == 'int8' else {}
+        set_inference_precision(model, precision, **options)
+        low = {name: predict(model, *data[name]) for name in SETS}
+        set_inference_precision(model, 'fp32')
+        aps[precision] = coco_ap(low[val], data[val][0], ann)
+        for name in SETS:
+            oks, dist = [], []
+            for k, (k32, scale, area, _) in fp32[name].items():
+                d2 = ((k32 - low[name][k][0])**2).sum(-1)
+                oks.append(float(np.exp(-d2 / (2 * max(area, 1) * (2 * sigmas)**2)).mean()))
+                dist.append(np.sqrt(d2) / scale)
+            dist = np.concatenate(dist)
+            rows[f'{precision} {name}'] = dict(
+                precision=precision, set=name, persons=len(oks), mean_oks=float(np.mean(oks)),
+                min_oks=float(np.min(oks)), max_px=float(dist.max()), mean_px=float(dist.mean()))
+    print(f'\nvs fp32, {args.checkpoint} (int8: {args.method}, {args.num} crops of '
+          f'{args.calibration})\n\n| precision | set | persons | mean OKS | min OKS | '
+          'worst keypoint px | mean px |\n|---|---|---|---|---|---|---|')
+    for r in rows.values():
+        print(f"| {r['precision']} | {r['set']} | {r['persons']} | {r['mean_oks']:.4f} | "
+              f"{r['min_oks']:.4f} | {r['max_px']:.2f} | {r['mean_px']:.3f} |")
+    for precision, ap in aps.items():
+        print(f'COCO AP on the shared COCO images (ground-truth boxes): fp32 {ap32:.4f}, '
+              f'{precision} {ap:.4f} ({100 * (ap - ap32):+.2f} points)')
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(cpu=cpu_description(), checkpoint=args.checkpoint, method=args.method,
-                       rows=rows, ap_fp32=ap32, ap_int8=ap8), f, indent=2)
+                       rows=rows, ap_fp32=ap32, ap=aps), f, indent=2)
     print(f'wrote {args.out}')
 
 

@@ -5,25 +5,22 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-# instruction-set flags that decide which kernels a CPU runs (fp32, int8, bf16)
-ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'amx_bf16',
-             'amx_int8')
+from vitpose_plugin.deploy.auto import cpu_flags
 
 
 def cpu_description() -> dict:
-    """The CPU's model name, its cores and the ISA flags of :data:`ISA_FLAGS` it has."""
-    model, flags = platform.processor() or 'unknown CPU', set()
+    """The CPU's model name, its threads and the instruction-set flags that decide which
+    kernels it runs (``vitpose_plugin.deploy.auto.ISA_FLAGS``)."""
+    model = platform.processor() or 'unknown CPU'
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
                 if line.startswith('model name') and model in ('unknown CPU', 'x86_64', ''):
                     model = line.split(':', 1)[1].strip()
-                elif line.startswith('flags'):
-                    flags = set(line.split(':', 1)[1].split())
+                    break
     except OSError:
         pass
-    return dict(model=model, threads=torch.get_num_threads(),
-                isa=[f for f in ISA_FLAGS if f in flags])
+    return dict(model=model, threads=torch.get_num_threads(), isa=list(cpu_flags()))
 
 
 def cpu_line() -> str:

@@ -13,19 +13,27 @@ folded), and time every runtime with alternating runs at each batch size:
 * ``int8-dynamic``: onnxruntime's ``quantize_dynamic`` of the same layers (no calibration);
 * ``torch-int8-dynamic``: PyTorch's own x86 path, ``torch.ao.quantization.quantize_dynamic``
   on the backbone's Linear layers;
-* with ``--compile``: ``torch.compile``; with ``--hf``: transformers' ViTPose (exported by
-  ``tools/export_hf.py``'s mapping); with ``--precisions bf16``: autocast.
+* with ``--compile``: ``torch.compile`` (fp32, and bf16 with ``--precisions bf16``);
+  with ``--hf``: transformers' ViTPose (exported by ``tools/export_hf.py``'s mapping);
+* with ``--precisions bf16``: ``plugin-bf16``, the shipped path
+  (``set_inference_precision(model, 'bf16')``: weights in bf16, norm layers fp32, fp32
+  heatmaps), and ``plugin-bf16-autocast``, fp32 weights under ``torch.autocast``;
+* ``auto``: what ``set_inference_precision(model, 'auto')`` picks on this machine (given
+  the calibration data).
 
-The head (the classic decoder, BN folded) is PyTorch fp32 in every plugin row. Each row
-gives images per second, the ratio to MMPose's fp32, the max heatmap difference to
+The head (the classic decoder, BN folded) is PyTorch fp32 in every plugin row but
+``plugin-bf16`` and ``auto``. Each row gives images per second, the ratio to MMPose's
+fp32, the spread of the timed rounds (slowest / fastest), the max heatmap difference to
 MMPose's fp32 and the fraction of this machine's measured fp32 matmul peak reached. The
-CPU's model and instruction-set flags are printed beside the table; compare only rows of
-one run. ``--profile`` prints where the plugin's fp32 time goes, by operator.
+CPU's model and instruction-set flags are printed beside the table and written with it;
+compare only rows of one run. ``--profile`` prints where the plugin's fp32 time goes.
 
-    python -m benchmarks.speed [--archs small base] [--batches 1 32] [--compile] [--hf]
-        [--profile] [--calibration ../shared/data/coco/test_coco.json]
+    python -m benchmarks.speed [--archs small base] [--batches 1 16] [--compile] [--hf]
+        [--precisions fp32 bf16] [--rounds 3] [--profile]
+        [--calibration ../shared/data/coco/test_coco.json]
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -37,7 +45,13 @@ from mmpose.apis import init_model
 
 from benchmarks.measure import cpu_description, cpu_line, gflops, matmul_peak, sync, timed
 from benchmarks.mmpose_reference import PLUGIN_CFG, REPO
-from vitpose_plugin.deploy import export_onnx, fold_batchnorm, onnxruntime_session
+from vitpose_plugin.deploy import (
+    export_onnx,
+    fold_batchnorm,
+    inference_precision,
+    onnxruntime_session,
+    set_inference_precision,
+)
 from vitpose_plugin.deploy.int8 import quantize_backbone_graph
 
 SHARED = os.environ.get('VITPOSE_SHARED_DATA', osp.join(REPO, '..', 'shared', 'data'))
@@ -47,7 +61,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--archs', nargs='+', default=['small', 'base'],
                    choices=['small', 'base', 'large', 'huge'])
-    p.add_argument('--batches', nargs='+', type=int, default=[1, 32])
+    p.add_argument('--batches', nargs='+', type=int, default=[1, 16])
     p.add_argument('--precisions', nargs='+', default=['fp32'], choices=['fp32', 'bf16'])
     p.add_argument('--impls', nargs='+', help='only these rows (default: all that apply)')
     p.add_argument('--device', default='cpu')
@@ -59,6 +73,8 @@ def parse_args():
     p.add_argument('--checkpoint', help="pose weights for every size ({arch} is replaced); "
                    "default: MMPose's model with random weights")
     p.add_argument('--seconds', type=float, default=6.0, help='timing budget per measurement')
+    p.add_argument('--rounds', type=int, default=2,
+                   help='alternating timed rounds; each row keeps its best, and the spread')
     p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results', 'speed.json'))
     return p.parse_args()
 
@@ -96,16 +112,29 @@ def plugin_runtimes(model, arch, args, tmp):
         session = onnxruntime_session(path)
         run[name] = (lambda s: lambda x: head.forward(s(x)))(session)
     if args.device == 'cpu':
-        import copy
         q = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model.backbone),
                                                    {torch.nn.Linear}, dtype=torch.qint8)
         run['torch-int8-dynamic'] = lambda x: head.forward(q(x))
+    if 'bf16' in args.precisions:
+        def autocast(x, m=model):
+            with torch.autocast(device_type=args.device.split(':')[0], dtype=torch.bfloat16):
+                return m._forward(x).float()
+        run['plugin-bf16-autocast'] = autocast
+        bf16 = set_inference_precision(copy.deepcopy(model), 'bf16')
+        run['plugin-bf16'] = bf16._forward
+    auto = set_inference_precision(copy.deepcopy(model), 'auto',
+                                   calibration=sessions.get('int8') and args.calibration,
+                                   onnx_file=sessions.get('int8'))
+    print(f'{arch}: auto picked {inference_precision(auto)}')
+    run['auto'] = auto._forward
     if args.compile:
-        compiled = torch.compile(model._forward)
-        t0 = time.perf_counter()
-        compiled(torch.randn(1, 3, h, w, device=args.device))
-        print(f'{arch}: torch.compile took {time.perf_counter() - t0:.0f} s (first call)')
-        run['plugin+compile'] = compiled
+        for name in ['plugin'] + (['plugin-bf16'] if 'bf16' in args.precisions else []):
+            compiled = torch.compile(run[name])
+            t0 = time.perf_counter()
+            compiled(torch.randn(1, 3, h, w, device=args.device))
+            print(f'{arch}: torch.compile of {name} took {time.perf_counter() - t0:.0f} s '
+                  '(first call)')
+            run[f'{name}+compile'] = compiled
     return run
 
 
@@ -141,7 +170,9 @@ def main():
     torch.manual_seed(0)
     torch.set_grad_enabled(False)
     peak = matmul_peak(args.device, torch.float32)
-    print(f'{args.device}: {cpu_line()}; fp32 matmul peak {peak:.3f} TFLOP/s')
+    peak_bf16 = matmul_peak(args.device, torch.bfloat16) if 'bf16' in args.precisions else None
+    print(f'{args.device}: {cpu_line()}; fp32 matmul peak {peak:.3f} TFLOP/s' +
+          (f', bf16 {peak_bf16:.3f} TFLOP/s' if peak_bf16 else ''))
     rows, tmp = [], tempfile.mkdtemp(prefix='vitpose_speed_')
     for arch in args.archs:
         ref = reference_model(arch, args.device)
@@ -169,11 +200,6 @@ def main():
         runtimes.update(plugin_runtimes(model, arch, args, tmp))
         if hf_model is not None:
             runtimes['transformers'] = hf_model
-        if 'bf16' in args.precisions:
-            def bf16(x, m=model):
-                with torch.autocast(device_type=args.device.split(':')[0], dtype=torch.bfloat16):
-                    return m._forward(x).float()
-            runtimes['plugin-bf16'] = bf16
         if args.impls:
             runtimes = {k: v for k, v in runtimes.items() if k in args.impls or k == 'mmpose'}
         if args.profile:
@@ -183,30 +209,34 @@ def main():
             x = torch.randn(batch, 3, 256, 192, device=args.device)
             want = runtimes[reference](x)
             diffs = {k: float((fn(x) - want).abs().max()) for k, fn in runtimes.items()}
-            times = {}
-            for _ in range(2):  # alternate, keep each runtime's best
+            rounds = {name: [] for name in runtimes}
+            for _ in range(args.rounds):  # alternate, keep each runtime's best
                 for name, fn in runtimes.items():
-                    t = timed(lambda: fn(x), args.device, args.seconds / 2)
-                    times[name] = min(times.get(name, t), t)
+                    rounds[name].append(timed(lambda: fn(x), args.device,
+                                              args.seconds / args.rounds))
+            times = {name: min(t) for name, t in rounds.items()}
             base = batch / times[reference]
             for name in runtimes:
                 ips = batch / times[name]
+                spread = max(rounds[name]) / times[name]
                 rows.append(dict(arch=arch, batch=batch, impl=name, img_per_s=ips,
-                                 ratio=ips / base, reference=reference,
-                                 max_abs_diff=diffs[name], gflop_per_img=gflop,
-                                 frac_fp32_peak=ips * gflop / 1e3 / peak))
-                print(f"{arch:6s} b{batch:<3d} {name:19s} {ips:8.2f} img/s  x{ips / base:.2f}"
-                      f"  |diff| {diffs[name]:.1e}", flush=True)
+                                 ratio=ips / base, reference=reference, spread=spread,
+                                 round_seconds=rounds[name], max_abs_diff=diffs[name],
+                                 gflop_per_img=gflop, frac_fp32_peak=ips * gflop / 1e3 / peak))
+                print(f"{arch:6s} b{batch:<3d} {name:21s} {ips:8.2f} img/s  x{ips / base:.2f}"
+                      f"  spread {spread:.2f}  |diff| {diffs[name]:.1e}", flush=True)
             sync(args.device)
     print(f'\n{cpu_line()}\n\n| arch | batch | runtime | img/s | × {rows[0]["reference"]} fp32 '
-          '| max \\|Δ\\| heatmaps | % fp32 matmul peak |\n|---|---|---|---|---|---|---|')
+          '| spread | max \\|Δ\\| heatmaps | % fp32 matmul peak |\n|' + '---|' * 8)
     for r in rows:
         print(f"| {r['arch']} | {r['batch']} | {r['impl']} | {r['img_per_s']:.2f} | "
-              f"{r['ratio']:.2f} | {r['max_abs_diff']:.1e} | {r['frac_fp32_peak']:.0%} |")
+              f"{r['ratio']:.2f} | {r['spread']:.2f} | {r['max_abs_diff']:.1e} | "
+              f"{r['frac_fp32_peak']:.0%} |")
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(cpu=cpu_description(), device=args.device, torch=torch.__version__,
-                       fp32_matmul_peak_tflops=peak, rows=rows), f, indent=2)
+                       fp32_matmul_peak_tflops=peak, bf16_matmul_peak_tflops=peak_bf16,
+                       rows=rows), f, indent=2)
     print(f'wrote {args.out}')
 
 
