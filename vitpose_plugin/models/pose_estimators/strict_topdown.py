@@ -118,7 +118,8 @@ class StrictTopdownPoseEstimator(TopdownPoseEstimator):
         kept = Counter('.'.join(unwrapped_name(k)[len(prefix):].split('.')[:2])
                        for k in state_dict if k.startswith(prefix) and k not in renew)
         print_log('checkpoint: re-initialised ' + ', '.join(renew.values()) + '; kept '
-                  + ', '.join(f'{m} ({n} tensors)' for m, n in sorted(kept.items())),
+                  + ', '.join(f'{m} ({n} tensor{"s" * (n != 1)})'
+                              for m, n in sorted(kept.items())),
                   logger='current')
 
     def _strict_pre_hook(self, state_dict, prefix, *args, **kwargs):
