@@ -95,7 +95,7 @@ def test_calibrate_tool_writes_an_int8_graph_the_demo_takes(coco_dir, tmp_path, 
 
 def test_int8_session_runs_operators_in_sequence_on_torchs_threads(tmp_path):
     """One inter-op thread, sequential execution, torch's intra-op threads (one per
-    physical core): what keeps batch-1 int8 times steady run to run."""
+    physical core), no spinning between runs (PyTorch runs the head in between)."""
     import onnxruntime as ort
 
     from vitpose_plugin.deploy import export_onnx, onnxruntime_session
@@ -105,6 +105,7 @@ def test_int8_session_runs_operators_in_sequence_on_torchs_threads(tmp_path):
     assert opts.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert opts.inter_op_num_threads == 1
     assert opts.intra_op_num_threads == torch.get_num_threads()
+    assert opts.get_session_config_entry('session.intra_op.allow_spinning') == '0'
 
 
 def test_int8_tools_share_one_calibration_default_and_check(tmp_path):

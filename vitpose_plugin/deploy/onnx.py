@@ -78,10 +78,11 @@ def onnxruntime_session(onnx_file: str, threads: Optional[int] = None,
     images (B, 3, H, W) to a tuple of fp32 tensors on the images' device.
 
     ``threads``: intra-op threads, default torch's (one per physical core); operators
-    run one after another (sequential execution, one inter-op thread), so a batch-1 run
-    neither waits on a second thread pool nor oversubscribes the cores, which made
-    batch-1 int8 times swing run to run. ``optimization``: onnxruntime's graph
-    optimisation level ('basic', 'extended', 'all')."""
+    run one after another (sequential execution, one inter-op thread), and the threads
+    sleep instead of spinning when idle: the head, flip and decoding run in PyTorch
+    between two onnxruntime calls, on the same cores, and spinning onnxruntime threads
+    slowed them and swung batch-1 times run to run. ``optimization``: onnxruntime's
+    graph optimisation level ('basic', 'extended', 'all')."""
     import onnxruntime as ort
     if not osp.isfile(onnx_file):
         raise FileNotFoundError(f'ONNX file {onnx_file} does not exist')
@@ -92,6 +93,7 @@ def onnxruntime_session(onnx_file: str, threads: Optional[int] = None,
     opts.intra_op_num_threads = threads or torch.get_num_threads()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
     opts.graph_optimization_level = levels[optimization]
     session = ort.InferenceSession(onnx_file, opts, providers=list(providers))
 
