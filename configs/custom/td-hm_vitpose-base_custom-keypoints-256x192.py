@@ -9,7 +9,7 @@
 #   mim train mmpose my_config.py
 # The whole recipe: docs/custom_keypoints.md.
 _base_ = [
-    # the architecture of the checkpoint in load_from
+    # the architecture of the checkpoint in load_from (relative to this file, or absolute)
     '../vitpose/coco/td-hm_vitpose-base_8xb64-210e_coco-256x192.py',
     # your keypoints: a metainfo file (relative to this file, or absolute); MMPose's COCO
     # metainfo here, for a fine-tune on your own COCO-style images
