@@ -422,11 +422,13 @@ def test_end_to_end_teacher_token_student(trained_sanity, coco_dir, tmp_path):
     student = init_model(str(tmp_path / 'stage2.py'), str(tmp_path / 'stage2' / 'iter_150.pth'),
                          device='cpu')
     assert torch.equal(student.backbone.knowledge(), token)
-    # one more iteration, resumed in this process from the saved run
+    # one more iteration, resumed in this process from the saved run (at batch 1: the
+    # runner first replays the 150 batches the run has seen)
     resumed = Config.fromfile(str(tmp_path / 'stage2.py'))
     resumed.merge_from_dict(dict(o.split('=', 1) for o in shared_coco_options(coco_dir)))
     resumed.work_dir, resumed.resume = str(tmp_path / 'stage2'), True
     resumed.val_cfg = resumed.val_dataloader = resumed.val_evaluator = None
+    resumed.train_dataloader.batch_size = 1
     resumed.train_cfg.max_iters = 151
     resumed.visualizer.name = 'visualizer_resumed_student'
     runner = Runner.from_cfg(resumed)
