@@ -144,13 +144,14 @@ def build_pipeline(args) -> TopdownPipeline:
     if args.random_weights:
         max_persons = RANDOM_MAX_PERSONS if max_persons is None else max_persons
         print_log(f'WARNING: --random-weights: {RANDOM_BANNER.lower()}; the detector keeps '
-                  f'its {max_persons} best boxes per frame (--max-persons)', logger='current',
-                  level=30)
+                  f'its {max_persons} best boxes per frame (--max-persons), without flip '
+                  'test', logger='current', level=30)
         torch.manual_seed(0)  # the same random networks, so the same boxes, every run
     pose_ckpt = None if args.random_weights else args.pose_checkpoint
     pose = load_model('pose', init_model, args.pose_config, pose_ckpt, args.device)
     select_dataset(pose, args.dataset)
-    pose.test_cfg['flip_test'] = pose.test_cfg.get('flip_test', False) and not args.no_flip
+    pose.test_cfg['flip_test'] = pose.test_cfg.get('flip_test', False) and not (
+        args.no_flip or args.random_weights)  # a smoke run: half the pose work
     fold_batchnorm(pose)  # inference only: same heatmaps, fewer operations
     if args.backend == 'onnxruntime' and args.onnx_file:
         check_onnx_graph(pose, args.onnx_file)
