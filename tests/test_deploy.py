@@ -46,15 +46,20 @@ def test_bf16_stores_weights_in_bf16_and_gives_fp32_heatmaps():
     model = tiny_model()
     fp32_weights = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(2, 3, 256, 192)
+    stream = []  # the dtype of the transformer's residual stream after each block
+    for block in model.backbone.layers:
+        block.register_forward_hook(lambda m, args, out: stream.append(out.dtype))
     with torch.no_grad():
         fp32 = model._forward(x)
         set_inference_precision(model, 'bf16')
         bf16 = model._forward(x)
     assert inference_precision(model) == 'bf16'
+    assert stream == [torch.float32] * 4  # fp32 between blocks, in bf16 mode too
     layer = model.backbone.layers[0]
     assert layer.attn.qkv.weight.dtype == torch.bfloat16  # stored, not cast per call
     assert model.head.final_layer.weight.dtype == torch.bfloat16
     assert layer.norm1.weight.dtype == torch.float32  # norm layers keep fp32 parameters
+    assert model.backbone.pos_embed.dtype == torch.float32  # so the stream stays fp32
     assert bf16.dtype == torch.float32  # heatmaps come back in fp32 for decoding
     # bf16 keeps 8 significant bits (relative rounding 2**-8 per operation); through two
     # tiny blocks and the decoder the heatmaps move by about a percent of their range,
@@ -74,10 +79,11 @@ def test_bf16_stores_weights_in_bf16_and_gives_fp32_heatmaps():
 
 
 def test_bf16_layernorm_statistics_stay_fp32():
-    """Tokens far from zero (offset 300, spread 4): bf16 cannot hold their mean and
-    variance (8 significant bits: statistics in bf16 miss by ~0.5), but the bf16 model's
-    LayerNorm matches an fp32 LayerNorm of the same bf16 inputs up to the bf16 rounding
-    of the normalised value and of the output (2**-8 relative each)."""
+    """A norm layer of the bf16 model given bf16 tokens far from zero (offset 300, spread
+    4; the head's BatchNorms see bf16 features): bf16 cannot hold their mean and variance
+    (8 significant bits: statistics in bf16 miss by ~0.5), but the output matches an fp32
+    LayerNorm of the same inputs up to the bf16 rounding of the normalised value and of
+    the output (2**-8 relative each)."""
     model = set_inference_precision(tiny_model(), 'bf16')
     norm = model.backbone.layers[0].norm1
     with torch.no_grad():
