@@ -5,6 +5,7 @@ it through a fixed map; the student receives it unchanged."""
 import importlib.util
 import logging
 import subprocess
+import uuid
 
 import pytest
 import torch
@@ -18,7 +19,6 @@ from mmpose.registry import DATASETS, MODELS
 
 from helpers import (
     CONFIGS,
-    MIM,
     REPO,
     lifecycle,
     mim_train,
@@ -343,17 +343,16 @@ def _runner_config(mode, tmp_path):
 @pytest.mark.parametrize('mode', ['td', 'tod'])
 def test_distiller_lifecycle(mode, coco_dir, tmp_path, images):
     """Trains (the loss falls), saves, reloads its own checkpoint strictly, resumes,
-    infers and tests, and `mim test` runs the distillation config."""
+    infers and tests, and the saved config file tests its checkpoint as `mim test` does
+    (MMPose's tools/test.py: ``load_from``, then ``Runner.test``), in this process; the
+    `mim test` command line itself: test_runner.py::test_mim_train_and_test_cli."""
     cfg = _runner_config(mode, tmp_path)
     lifecycle(cfg, coco_dir, tmp_path / 'work', images / 'sunglasses.jpg')
-    config = tmp_path / 'work' / 'lifecycle_cfg.py'
-    res = subprocess.run(MIM + ['test', 'mmpose', str(config), '--checkpoint',
-                                str(tmp_path / 'work' / 'iter_4.pth'), '--work-dir',
-                                str(tmp_path / 'test'), '--cfg-options']
-                         + shared_coco_options(coco_dir), cwd=REPO, capture_output=True,
-                         text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert 'coco/AP:' in res.stdout + res.stderr
+    test = Config.fromfile(str(tmp_path / 'work' / 'lifecycle_cfg.py'))
+    test.work_dir, test.load_from = str(tmp_path / 'test'), str(tmp_path / 'work' / 'iter_4.pth')
+    test.visualizer.name = f'visualizer_{uuid.uuid4().hex}'
+    metrics = Runner.from_cfg(test).test()
+    assert 0.0 <= metrics['coco/AP'] <= 1.0
 
 
 @pytest.mark.slow
