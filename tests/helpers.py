@@ -1,7 +1,10 @@
 """Helpers the test modules share (fixtures live in conftest.py)."""
 import atexit
+import contextlib
 import copy
 import functools
+import importlib.util
+import io
 import json
 import os
 import re
@@ -58,6 +61,20 @@ def installed_package() -> Path:
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     return target
+
+
+def run_main(script, *args):
+    """``python SCRIPT ARGS`` (``script`` relative to the repository, e.g.
+    ``tools/convert_checkpoint.py``) in this process through the script's ``main(argv)``;
+    returns what it printed. A refusal raises the script's ``SystemExit`` (its message is
+    what the command line prints before exiting with status 1)."""
+    spec = importlib.util.spec_from_file_location(Path(script).stem, REPO / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        module.main([str(a) for a in args])
+    return out.getvalue()
 
 
 # ---------------------------------------------------------------- the runner

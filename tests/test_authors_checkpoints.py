@@ -3,8 +3,6 @@ same weights in the plugin's layout. The state dicts here are written in the aut
 layout and shapes (yangsenius/TransPose, leeyegy/TokenPose), including the fixed sine
 table they store as a parameter, computed with their formula."""
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from mmengine.registry import init_default_scope
 from mmpose.apis import init_model
 from mmpose.registry import MODELS
 
-from helpers import CONFIGS, REPO, tiny_hrnet
+from helpers import CONFIGS, run_main, tiny_hrnet
 
 
 def authors_sine(d, h, w):
@@ -145,12 +143,11 @@ def test_authors_checkpoint_through_the_convert_tool(tmp_path):
     cfg, model = _model('transpose-r')
     torch.save(CASES['transpose-r'][2](model.state_dict()), tmp_path / 'tp.pth')
     cfg.dump(str(tmp_path / 'cfg.py'))
-    res = subprocess.run([sys.executable, str(REPO / 'tools' / 'convert_checkpoint.py'),
-                          str(tmp_path / 'tp.pth'), str(tmp_path / 'plugin.pth'), '--config',
-                          str(tmp_path / 'cfg.py')], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "converted the TransPose authors' layout" in res.stdout
-    assert 'fixed sine table of a 32x24 grid' in res.stdout
+    # in this process; the tool's command line: test_checkpoint_io.py
+    out = run_main('tools/convert_checkpoint.py', tmp_path / 'tp.pth',
+                   tmp_path / 'plugin.pth', '--config', tmp_path / 'cfg.py')
+    assert "converted the TransPose authors' layout" in out
+    assert 'fixed sine table of a 32x24 grid' in out
     loaded = init_model(str(tmp_path / 'cfg.py'), str(tmp_path / 'plugin.pth'), device='cpu')
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
