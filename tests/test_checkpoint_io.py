@@ -9,7 +9,7 @@ from mmengine.config import ConfigDict
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmpose.apis import init_model
 
-from helpers import REPO, TINY_ARCH, tiny_config
+from helpers import REPO, TINY_ARCH, run_main, tiny_config
 from vitpose_plugin.models.pose_estimators.strict_topdown import CheckpointMismatchError
 
 CLASSIC = 'td-hm_vitpose-base_8xb64-210e_coco-256x192.py'
@@ -22,11 +22,16 @@ def _save(path, sd):
 
 @pytest.mark.parametrize('layout', ['official', 'mmpretrain'])
 def test_convert_tool_round_trip(tmp_path, layout):
+    """The official layout goes through the command line; the rest calls the same
+    ``main(argv)`` in this process."""
     sd = ref.random_checkpoint(layout, dims=TINY_ARCH['embed_dims'])
     src = _save(tmp_path / 'src.pth', sd)
     dst = tmp_path / 'dst.pth'
-    out = subprocess.run([sys.executable, str(REPO / 'tools' / 'convert_checkpoint.py'), src,
-                          str(dst)], capture_output=True, text=True, check=True).stdout
+    if layout == 'official':
+        out = subprocess.run([sys.executable, str(REPO / 'tools' / 'convert_checkpoint.py'),
+                              src, str(dst)], capture_output=True, text=True, check=True).stdout
+    else:
+        out = run_main('tools/convert_checkpoint.py', src, dst)
     assert f'converted the {layout} ViT layout' in out
     converted = torch.load(dst, weights_only=True)['state_dict']
     assert 'backbone.layers.1.mlp.fc2.weight' in converted
@@ -36,9 +41,7 @@ def test_convert_tool_round_trip(tmp_path, layout):
                    for k in converted)
     # the converted file is a fixed point and gives the source's heatmaps
     again = tmp_path / 'again.pth'
-    out = subprocess.run([sys.executable, str(REPO / 'tools' / 'convert_checkpoint.py'), str(dst),
-                          str(again)], capture_output=True, text=True, check=True).stdout
-    assert 'already in the plugin layout' in out
+    assert 'already in the plugin layout' in run_main('tools/convert_checkpoint.py', dst, again)
     img = torch.randn(1, 3, 256, 192)
     with torch.no_grad():
         a = init_model(tiny_config(CLASSIC), src, device='cpu')._forward(img)
@@ -48,9 +51,9 @@ def test_convert_tool_round_trip(tmp_path, layout):
 
 def test_convert_tool_rejects_non_vit(tmp_path):
     src = _save(tmp_path / 'resnet.pth', {'conv1.weight': torch.zeros(1)})
-    res = subprocess.run([sys.executable, str(REPO / 'tools' / 'convert_checkpoint.py'), src,
-                          str(tmp_path / 'x.pth')], capture_output=True, text=True)
-    assert res.returncode != 0 and 'resnet.pth' in res.stderr and 'no ViT backbone' in res.stderr
+    with pytest.raises(SystemExit, match=r'resnet\.pth: no ViT backbone'):
+        run_main('tools/convert_checkpoint.py', src, tmp_path / 'x.pth')
+    assert not (tmp_path / 'x.pth').exists()
 
 
 def _mismatch(tmp_path, sd):
