@@ -14,6 +14,11 @@ so this script creates the gloo process group itself before the runner (which th
     torchrun --nproc_per_node 2 tests/distributed_worker.py OUT ddp FAMILY [FAMILY ...]
     torchrun --nproc_per_node 2 tests/distributed_worker.py OUT fsdp vitpose --iters 3 --resume
     python tests/distributed_worker.py OUT single FAMILY [FAMILY ...]
+
+Several runs share one launch when separated by ``+`` (each its own MODE, families and
+options; all one-process or all distributed), one after the other:
+
+    python tests/distributed_worker.py OUT single vitpose + single vitpose --iters 3
 """
 import argparse
 import json
@@ -248,7 +253,9 @@ class SaveInitialState(Hook):
             json.dump(_param_groups(runner), f)
 
 
-def main():
+def parse_runs(argv):
+    """``OUT RUN [+ RUN ...]`` -> one namespace per run (``out``, ``mode``, ``families``,
+    ``iters``, ``resume``, ``optim``, ``bf16``)."""
     parser = argparse.ArgumentParser()
     parser.add_argument('out')
     parser.add_argument('mode', choices=['single', 'ddp', 'fsdp', 'fsdp_bf16'])
@@ -258,29 +265,42 @@ def main():
     parser.add_argument('--optim', choices=['sgd', 'config'], default='sgd')
     parser.add_argument('--bf16', action='store_true',
                         help='bf16 autocast through MixedPrecisionOptimWrapper')
-    args = parser.parse_args()
+    runs, part = [], []
+    for arg in argv[1:] + ['+']:
+        if arg == '+':
+            runs.append(parser.parse_args(argv[:1] + part))
+            part = []
+        else:
+            part.append(arg)
+    if len({run.mode == 'single' for run in runs}) > 1:
+        parser.error('one launch runs either one-process or distributed runs, not both')
+    return runs
+
+
+def main():
+    runs = parse_runs(sys.argv[1:])
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
     import vitpose_plugin  # noqa: F401
-    if args.mode != 'single':
+    if runs[0].mode != 'single':
         dist.init_process_group('gloo')  # before the runner: MMEngine then skips init_dist
     rank = dist.get_rank() if dist.is_initialized() else 0
-    tag = '_resumed' if args.resume else ('' if args.iters == 2 else f'_{args.iters}it')
-    tag += ('' if args.optim == 'sgd' else f'_{args.optim}') + ('_bf16' if args.bf16 else '')
-
-    for family in args.families:
-        cfg = build(family, args.mode, args.out, args.iters, args.resume, args.optim)
-        if args.bf16:
-            cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
-        if tag and not args.resume:
-            cfg.work_dir += tag
-        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-        stem = Path(args.out) / f'{family}_{args.mode}{tag}'
-        runner.register_hook(SaveInitialState(f'{stem}_init_rank{rank}'))
-        runner.train()
-        torch.save(_full_state(runner), f'{stem}_rank{rank}.pth')
-        print(f'{family} {args.mode} rank {rank}: iter {runner.iter}', flush=True)
+    for args in runs:
+        tag = '_resumed' if args.resume else ('' if args.iters == 2 else f'_{args.iters}it')
+        tag += ('' if args.optim == 'sgd' else f'_{args.optim}') + ('_bf16' if args.bf16 else '')
+        for family in args.families:
+            cfg = build(family, args.mode, args.out, args.iters, args.resume, args.optim)
+            if args.bf16:
+                cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
+            if tag and not args.resume:
+                cfg.work_dir += tag
+            runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+            stem = Path(args.out) / f'{family}_{args.mode}{tag}'
+            runner.register_hook(SaveInitialState(f'{stem}_init_rank{rank}'))
+            runner.train()
+            torch.save(_full_state(runner), f'{stem}_rank{rank}.pth')
+            print(f'{family} {args.mode}{tag} rank {rank}: iter {runner.iter}', flush=True)
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -96,9 +96,23 @@ def runs(tmp_path_factory):
     if not (SHARED_DATA / 'aic' / 'test_aic.json').is_file():
         pytest.skip(f'shared data not found under {SHARED_DATA}')
     out = tmp_path_factory.mktemp('dist')
-    launch(out, 'single', *FAMILIES)  # first: the others start from its weights
+    # first: the others start from its weights. The same launch runs the one-process
+    # references of the FSDP-resume, layer-decay and bf16 tests, one after the other.
+    launch(out, 'single', *FAMILIES, '+', 'single', 'vitpose', '--iters', '3',
+           '+', 'single', 'vitpose', '--optim', 'config', '+', 'single', *FAMILIES, '--bf16')
     launch(out, 'ddp', *FAMILIES)
     return out
+
+
+@pytest.fixture(scope='module')
+def fsdp_runs(runs):
+    """Every FSDP run in one launch: fp32, the config's optimiser and the shipped bf16
+    strategy from the one-process run's weights, then fp32 resumed for a 3rd iteration.
+    Returns the folder and the launch's output."""
+    res = launch(runs, 'fsdp', *FSDP_FAMILIES, '+', 'fsdp', 'vitpose', '--optim', 'config',
+                 '+', 'fsdp_bf16', 'vitpose', '+', 'fsdp', 'vitpose', '--iters', '3',
+                 '--resume')
+    return runs, res.stdout
 
 
 # ------------------------------------------------------------------------- DDP
@@ -175,8 +189,8 @@ def test_without_find_unused_parameters_a_skipped_head_breaks_ddp(runs, tmp_path
 
 
 # ------------------------------------------------------------------------ FSDP
-def test_fsdp_step_equals_ddp_and_saves_a_full_state_dict(runs):
-    launch(runs, 'fsdp', *FSDP_FAMILIES)
+def test_fsdp_step_equals_ddp_and_saves_a_full_state_dict(fsdp_runs):
+    runs, _ = fsdp_runs
     import distributed_worker as worker  # tests/ is on the path, as for helpers
     from mmengine.registry import init_default_scope
     from mmengine.runner.checkpoint import _load_checkpoint
@@ -194,22 +208,18 @@ def test_fsdp_step_equals_ddp_and_saves_a_full_state_dict(runs):
             assert torch.equal(v, load(runs, f'{family}_fsdp_rank0')[k]), k
 
 
-def test_fsdp_resume_continues_exactly(runs):
+def test_fsdp_resume_continues_exactly(fsdp_runs):
     """2 FSDP iterations + --resume for a 3rd == 3 iterations in one process: weights,
     momentum and the data position all come back."""
-    if not (runs / 'vitpose_fsdp' / 'iter_2.pth').is_file():
-        launch(runs, 'fsdp', 'vitpose')
-    launch(runs, 'single', 'vitpose', '--iters', '3')
-    res = launch(runs, 'fsdp', 'vitpose', '--iters', '3', '--resume')
-    assert 'vitpose fsdp rank 0: iter 3' in res.stdout
+    runs, stdout = fsdp_runs
+    assert 'vitpose fsdp_resumed rank 0: iter 3' in stdout
     assert_same_training(runs, 'vitpose_fsdp_resumed', 'vitpose_single_3it', same_start=False)
 
 
-def test_fsdp_keeps_the_lr_decay_and_weight_decay_groups(runs):
+def test_fsdp_keeps_the_lr_decay_and_weight_decay_groups(fsdp_runs):
     """The config's AdamW + layer decay: the same parameter groups (lr, weight decay,
     members) in one process and under FSDP's flat shards."""
-    launch(runs, 'single', 'vitpose', '--optim', 'config')
-    launch(runs, 'fsdp', 'vitpose', '--optim', 'config')
+    runs, _ = fsdp_runs
     one = json.loads((runs / 'vitpose_single_config_init_rank0_groups.json').read_text())
     for rank in (0, 1):
         fsdp = json.loads((runs / f'vitpose_fsdp_config_init_rank{rank}_groups.json')
@@ -220,17 +230,16 @@ def test_fsdp_keeps_the_lr_decay_and_weight_decay_groups(runs):
     assert {wd for _, wd, _ in one} == {0.0, 0.1}
 
 
-def test_fsdp_with_the_shipped_bf16_strategy(runs):
+def test_fsdp_with_the_shipped_bf16_strategy(fsdp_runs):
     """The FSDP config's strategy (bf16 parameters, fp32 gradient reduction, recomputed
     blocks): fp32 master weights, updates along the fp32 ones."""
-    launch(runs, 'fsdp_bf16', 'vitpose')
+    runs, _ = fsdp_runs
     assert_bf16_follows_fp32(runs, 'vitpose_fsdp_bf16', 'vitpose_ddp')
 
 
 # ------------------------------------------------------------------------ bf16
 def test_bf16_autocast_step_every_family(runs):
     """MixedPrecisionOptimWrapper (what ``--amp`` is on a GPU) on the CPU."""
-    launch(runs, 'single', *FAMILIES, '--bf16')
     for family in FAMILIES:
         assert_bf16_follows_fp32(runs, f'{family}_single_bf16', f'{family}_single')
 
