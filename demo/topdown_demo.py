@@ -25,19 +25,13 @@ its frames are also streamed to ``<file name>.jsonl`` while it runs. An output t
 replace an input is refused before anything is written.
 """
 import argparse
-import contextlib
-import json
-import logging
 import math
 import os
 import os.path as osp
-import reprlib
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
-from typing import Dict, Optional, Tuple
 
 import cv2
 import mmcv
@@ -47,6 +41,26 @@ from mmengine.logging import print_log
 from tqdm import tqdm
 
 from vitpose_plugin.apis.detectors import DETECTOR_PRESETS, detector_classes
+from vitpose_plugin.apis.inputs import (  # noqa: F401  (read_image: used by tests)
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTS,
+    VIDEO_EXTS,
+    check_box_extent,
+    check_pixels,
+    collect_inputs,
+    is_video,
+    load_bboxes,
+    read_image,
+)
+from vitpose_plugin.apis.outputs import (
+    Terminated,
+    VideoOutput,
+    jsonable,
+    plan_outputs,
+    signals_deferred,
+    to_json,
+    write_atomic,
+)
 from vitpose_plugin.apis.topdown_pipeline import (
     RANDOM_BANNER,
     InputError,
@@ -65,10 +79,6 @@ DEFAULT_POSE_CONFIG = str(REPO / 'configs' / 'vitpose' / 'coco' /
 DEFAULT_POSE_CHECKPOINT = (
     'https://download.openmmlab.com/mmpose/v1/body_2d_keypoint/topdown_heatmap/coco/'
     'td-hm_ViTPose-base_8xb64-210e_coco-256x192-216eae50_20230314.pth')
-IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp'}
-VIDEO_EXTS = {'.mp4', '.avi', '.mov', '.mkv', '.webm'}
-DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP; an 8K frame is 33 MP
-MAX_COORDINATE = 1e7  # --bboxes values beyond this are mistakes, not pixels
 RANDOM_MAX_PERSONS = 3  # --random-weights: the detector's best boxes kept per frame
 
 
@@ -201,149 +211,6 @@ def build_pipeline(args) -> TopdownPipeline:
                            max_persons)
 
 
-# ------------------------------------------------------------------- inputs
-def image_size(path: str) -> Optional[Tuple[int, int]]:
-    """(width, height) from the file's header alone (nothing is decoded), or None if it
-    is not an image Pillow knows."""
-    from PIL import Image, UnidentifiedImageError
-    bomb, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # --max-pixels applies
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None
-    finally:
-        Image.MAX_IMAGE_PIXELS = bomb
-
-
-def damage(data: bytes) -> Optional[str]:
-    """What is missing from a JPEG or PNG file's end (a cut-off download or copy), or
-    None. OpenCV decodes such files without a word, painting the rest grey."""
-    if data[:3] == b'\xff\xd8\xff':  # entropy-coded data escapes 0xff, so no false EOI
-        if data.rfind(b'\xff\xd9') < data.rfind(b'\xff\xda'):
-            return 'truncated JPEG: no end-of-image marker after its last scan'
-    elif data[:8] == b'\x89PNG\r\n\x1a\n' and data.rfind(b'IEND') < 0:
-        return 'truncated PNG: no IEND chunk'
-    return None
-
-
-def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """(BGR uint8 image, damage or None). The size is read from the header and checked
-    against ``max_pixels`` before the image is decoded; grayscale, RGBA and 16-bit
-    files are converted by OpenCV."""
-    if not osp.isfile(path):
-        raise InputError(f'{path}: no such file')
-    size = image_size(path)
-    if size is None:
-        raise InputError(f'{path}: cannot read it as an image (unsupported or corrupt file)')
-    check_pixels(path, *size, max_pixels)
-    img = cv2.imread(path, cv2.IMREAD_COLOR)  # (imdecode refuses a cut-off JPEG whole)
-    if img is None:
-        raise InputError(f'{path}: cannot read it as an image (unsupported or corrupt file)')
-    with open(path, 'rb') as f:
-        return img, damage(f.read())
-
-
-def check_pixels(path, width: int, height: int, max_pixels: int):
-    if width * height > max_pixels:
-        raise InputError(f'{path}: {width}x{height} = {width * height:,} pixels, over the '
-                         f'limit of {max_pixels:,} (--max-pixels)')
-
-
-def collect_inputs(path):
-    if osp.isdir(path):
-        files = sorted(str(p) for p in Path(path).iterdir()
-                       if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
-        if not files:
-            raise InputError(f'{path}: the folder holds no images ({", ".join(sorted(IMAGE_EXTS))})'
-                             f' or videos ({", ".join(sorted(VIDEO_EXTS))})')
-        return files
-    if not osp.exists(path):
-        raise InputError(f'{path}: no such file or folder')
-    return [path]
-
-
-def is_video(path: str) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTS
-
-
-def _short(value) -> str:
-    """repr() cut to a line (a crafted file may nest or repeat without end)."""
-    return _REPR.repr(value)
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 3, 6, 60, 60
-
-
-def _boxes(entry, where: str) -> np.ndarray:
-    """(N, 5) boxes of one image / frame; every value finite, boxes ordered, scores in
-    [0, 1]."""
-    if not isinstance(entry, list):
-        raise InputError(f'{where}: expected a list of [x1, y1, x2, y2, score], got '
-                         f'{type(entry).__name__}')
-    for j, box in enumerate(entry):
-        if not (isinstance(box, list) and len(box) == 5 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
-            raise InputError(f'{where}[{j}]: expected [x1, y1, x2, y2, score], got '
-                             f'{_short(box)}')
-        for name, v in zip(('x1', 'y1', 'x2', 'y2', 'score'), box):
-            if not (math.isfinite(v) and abs(v) < MAX_COORDINATE):
-                raise InputError(f'{where}[{j}]: {name} = {_short(v)} is not a finite number '
-                                 f'below {MAX_COORDINATE:g} in size')
-        if box[2] <= box[0] or box[3] <= box[1]:
-            raise InputError(f'{where}[{j}]: expected [x1, y1, x2, y2, score] with x2 > x1 '
-                             f'and y2 > y1, got {_short(box)}')
-        if not 0 <= box[4] <= 1:
-            raise InputError(f'{where}[{j}]: score {box[4]!r} is not within [0, 1]')
-    return np.asarray(entry, np.float32).reshape(-1, 5)
-
-
-def load_bboxes(path: str, inputs, single_video: bool):
-    """{input file name: (N, 5) boxes} (a video: {frame index: (N, 5)}), validated."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError
-        raise InputError(f'--bboxes {path}: {e}') from e
-    except RecursionError as e:
-        raise InputError(f'--bboxes {path}: nested too deeply to read (expected '
-                         '{"a.jpg": [[x1, y1, x2, y2, score], ...]})') from e
-    if not isinstance(data, dict):
-        raise InputError(f'--bboxes {path}: expected a JSON object keyed by file name'
-                         + (' or frame index' if single_video else ''))
-    if single_video:
-        name = osp.basename(inputs[0])
-        return {name: {_frame(k, f'--bboxes {path}: {name!r}'): _boxes(
-            v, f'--bboxes {path}: frame {k!r}') for k, v in data.items()}}
-    out = {}
-    for name, entry in data.items():
-        where = f'--bboxes {path}: {_short(name)}'
-        if isinstance(entry, dict):  # a video in a folder: {frame: boxes}
-            out[name] = {_frame(k, where): _boxes(v, f'{where} frame {_short(k)}')
-                         for k, v in entry.items()}
-        else:
-            out[name] = _boxes(entry, where)
-    return out
-
-
-def _frame(key: str, where: str) -> int:
-    if not (key.isascii() and key.isdigit()):  # '١'.isdigit() is True, int() takes it
-        raise InputError(f'{where}: frame key {_short(key)} is not a frame index '
-                         '("0", "1", ...)')
-    return int(key)
-
-
-def check_box_extent(boxes: np.ndarray, img: np.ndarray, where: str):
-    """Refuse boxes further than one image size outside the image: no person is there,
-    and such values (e.g. a wrong scale) end in nonsense crops and drawings."""
-    h, w = img.shape[:2]
-    for j, box in enumerate(boxes):
-        if box[0] < -w or box[1] < -h or box[2] > 2 * w or box[3] > 2 * h:
-            raise InputError(f'{where}[{j}]: box {[round(float(v), 2) for v in box[:4]]} '
-                             f'lies more than one image size outside the {w}x{h} image')
-
-
 def check_onnx_graph(pose, onnx_file: str):
     """Refuse, at start, an ``--onnx-file`` that onnxruntime cannot load or whose
     feature maps for a (1, 3, H, W) input differ from the pose backbone's."""
@@ -371,197 +238,6 @@ def check_onnx_graph(pose, onnx_file: str):
         raise InputError(f'--onnx-file {onnx_file}: its feature maps {got} for a (1, 3, '
                          f'{h}, {w}) input are not those of this pose backbone {want}; was '
                          'it exported from another config?')
-
-
-# ------------------------------------------------------------------ outputs
-def plan_outputs(inputs, out_dir: str) -> Dict[str, Tuple[str, str]]:
-    """{input: (picture or video path, JSON path)} under ``out_dir``.
-
-    Pictures and ``.mp4`` videos keep their names, other videos get ``.mp4`` added (or
-    ``.2.mp4``, ... where an input already has that name: ``x.avi`` beside
-    ``x.avi.mp4``), and JSON is the input's name plus ``.json``. Raises
-    :class:`InputError` if an output would replace an input."""
-    taken = {osp.basename(p) for p in inputs if not is_video(p) or
-             p.lower().endswith('.mp4')}
-    plan = {}
-    for path in inputs:
-        name = osp.basename(path)
-        pic = name
-        if is_video(path) and not name.lower().endswith('.mp4'):
-            pic, k = name + '.mp4', 2
-            while pic in taken:
-                pic, k = f'{name}.{k}.mp4', k + 1
-            taken.add(pic)
-        plan[path] = (osp.join(out_dir, pic), osp.join(out_dir, name + '.json'))
-    locations = {_location(p): p for p in inputs}
-    files = {}  # hard links
-    for p in inputs:
-        with contextlib.suppress(OSError):
-            s = os.stat(p)
-            files[(s.st_dev, s.st_ino)] = p
-    for outputs in plan.values():
-        for out in outputs:
-            src = locations.get(_location(out))
-            if src is None and osp.isfile(out) and not osp.islink(out):
-                s = os.stat(out)
-                src = files.get((s.st_dev, s.st_ino))
-            if src is not None:
-                raise InputError(f'--out-dir {out_dir}: writing {out} would replace the input '
-                                 f'{src}; choose another --out-dir')
-    return plan
-
-
-def _location(path: str) -> str:
-    """The path with its folder resolved but not its last part: a link there is a file
-    of its own, which an output replaces without following."""
-    return osp.normcase(osp.join(osp.realpath(osp.dirname(osp.abspath(path))),
-                                 osp.basename(path)))
-
-
-def _temporary(path: str, suffix: str = '.part') -> str:
-    """A new, empty, hidden file beside ``path``, with the permissions of a new file."""
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path) or '.', suffix=suffix,
-                               prefix=f'.{osp.basename(path)}.')
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return tmp
-
-
-def write_atomic(path: str, data: bytes):
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``:
-    a reader never sees half a file, and a link at ``path`` is replaced, not followed."""
-    tmp = _temporary(path)
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _remove(path: str):
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
-def to_json(obj) -> bytes:
-    """Strict JSON (NaN or infinity raise ValueError rather than write invalid JSON)."""
-    return json.dumps(obj, indent=1, allow_nan=False).encode()
-
-
-def jsonable(obj):
-    """numpy arrays and scalars (MMPose's dataset meta, split instances) as JSON types."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-@contextlib.contextmanager
-def signals_deferred():
-    """Hold SIGINT / SIGTERM until the block is done (renaming finished outputs)."""
-    if not hasattr(signal, 'pthread_sigmask') or \
-            threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised like KeyboardInterrupt so that open videos are finalised."""
-
-
-class VideoOutput:
-    """A video's rendering and JSON, written so that nothing finished is lost.
-
-    Frames go to a hidden temporary ``.mp4`` beside the output and, one JSON line each,
-    to ``<JSON path>l`` (flushed per frame: a killed run keeps them). :meth:`close`
-    renames the video into place and writes the JSON with every finished frame, also
-    when the video stopped early (``"complete": false``). Signals wait until it is done.
-    """
-    fourcc = None  # the codec this OpenCV build writes, found on the first video
-
-    def __init__(self, video_path: str, json_path: str, fps: float, header: dict,
-                 mmpose_layout: bool):
-        self.video_path, self.json_path, self.fps = video_path, json_path, fps
-        self.header, self.mmpose_layout = header, mmpose_layout
-        self.frames, self.writer, self.tmp = [], None, None
-        self.stream_path = json_path + 'l'
-        if osp.lexists(self.stream_path):
-            os.unlink(self.stream_path)  # a link or a previous run's stream: never followed
-        fd = os.open(self.stream_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        self.stream = os.fdopen(fd, 'w')
-        self._line(header)
-
-    def _line(self, obj):
-        self.stream.write(json.dumps(obj, allow_nan=False) + '\n')
-        self.stream.flush()
-
-    def add(self, vis: np.ndarray, frame: dict):
-        if self.writer is None:
-            self.tmp = _temporary(self.video_path, suffix='.part.mp4')
-            self.writer = self._open_writer(self.tmp, (vis.shape[1], vis.shape[0]))
-        with signals_deferred():  # a frame is in the video and the JSON, or in neither
-            self.writer.write(vis)
-            self._line(frame)
-            self.frames.append(frame)
-
-    def _open_writer(self, path, size):
-        """H.264 (avc1), which browsers play, where this OpenCV build encodes it; else
-        MPEG-4 part 2 (mp4v), with a note."""
-        for fourcc in ([VideoOutput.fourcc] if VideoOutput.fourcc else ['avc1', 'mp4v']):
-            level = cv2.getLogLevel()
-            cv2.setLogLevel(0)  # silent: a missing encoder is said below
-            try:
-                writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), self.fps,
-                                         size)
-            finally:
-                cv2.setLogLevel(level)
-            if writer.isOpened():
-                if VideoOutput.fourcc is None and fourcc == 'mp4v':
-                    print_log('note: this OpenCV build cannot encode H.264 (avc1); videos are '
-                              'written as MPEG-4 part 2 (mp4v), which most browsers do not '
-                              'play (re-encode with: ffmpeg -i in.mp4 -c:v libx264 out.mp4)',
-                              logger='current', level=logging.WARNING)
-                VideoOutput.fourcc = fourcc
-                return writer
-            writer.release()
-        raise InputError(f'{self.video_path}: OpenCV cannot write an mp4 video here')
-
-    def close(self, error: Optional[str] = None):
-        """Finalise: the video and JSON of the finished frames (none: nothing is
-        replaced)."""
-        with signals_deferred():
-            self.stream.close()
-            if self.writer is not None:
-                self.writer.release()
-            if not self.frames:
-                for path in (self.tmp, self.stream_path):
-                    if path:
-                        _remove(path)
-                return
-            os.replace(self.tmp, self.video_path)
-            if self.mmpose_layout:
-                out = dict(self.header, instance_info=self.frames)
-            else:
-                out = dict(self.header, frames=self.frames)
-            out['complete'] = error is None
-            if error is not None:
-                out['error'] = error
-            write_atomic(self.json_path, to_json(out))
-            _remove(self.stream_path)
 
 
 class Runner:
