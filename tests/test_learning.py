@@ -1,18 +1,14 @@
 """Training really learns, evaluation is wired right, and resuming loses nothing."""
-import subprocess
-
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
 from mmpose.registry import DATASETS, METRICS, MODELS
 
 from helpers import (
     CONFIGS,
-    MIM,
-    REPO,
-    last_metrics,
     resume_after_sigkill_matches,
     shared_coco_options,
     tiny_config,
@@ -22,15 +18,16 @@ SANITY = CONFIGS / 'vitpose' / 'sanity' / 'td-hm_vitpose-tiny_1xb12-150it_shared
 @pytest.mark.slow
 def test_tiny_vitpose_overfits_shared_coco(trained_sanity, coco_dir, tmp_path):
     """150 iterations on 12 people through ``mim train``; then AP on the same images
-    (flip test on), and again through ``mim test``."""
+    (flip test on), and again from the saved checkpoint as ``mim test`` tests it (MMPose's
+    tools/test.py: ``load_from``, then ``Runner.test``), in this process; the ``mim test``
+    command line itself: test_runner.py::test_mim_train_and_test_cli."""
     work, ap = trained_sanity
     assert ap >= 0.9
-    res = subprocess.run(MIM + ['test', 'mmpose', str(SANITY), '--checkpoint',
-                                str(work / 'iter_150.pth'), '--work-dir', str(tmp_path / 'test'),
-                                '--cfg-options'] + shared_coco_options(coco_dir),
-                         cwd=REPO, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert last_metrics(tmp_path / 'test')['coco/AP'] >= 0.9
+    cfg = Config.fromfile(str(SANITY))
+    cfg.merge_from_dict(dict(o.split('=', 1) for o in shared_coco_options(coco_dir)))
+    cfg.work_dir, cfg.load_from = str(tmp_path / 'test'), str(work / 'iter_150.pth')
+    cfg.visualizer.name = 'visualizer_sanity_test'
+    assert Runner.from_cfg(cfg).test()['coco/AP'] >= 0.9
     # bf16 (autocast): 8 mantissa bits on every activation, sub-pixel at the input scale
     check_precision_agrees_with_fp32(work / 'iter_150.pth', coco_dir, work, 'bf16',
                                      max_mean_px=0.5, min_oks=0.99)

@@ -1,7 +1,5 @@
 """MAE pre-training of the ViT on person crops, and fine-tuning from it."""
 import json
-import subprocess
-import sys
 import uuid
 
 import cv2
@@ -14,7 +12,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmpose.registry import MODELS
 
-from helpers import CONFIGS, REPO, SHARED_DATA, TINY_ARCH, tiny_config
+from helpers import CONFIGS, SHARED_DATA, TINY_ARCH, run_main, tiny_config
 
 MAE = CONFIGS / 'vitpose' / 'mae'
 
@@ -99,14 +97,18 @@ def test_encoder_sees_only_visible_tokens():
 
 @pytest.mark.slow
 def test_pretrain_on_crops_then_finetune(tmp_path):
+    """Pre-training (from the dumped config file) and the picture run in this process,
+    through MMEngine's runner and the tool's ``main(argv)``; the ``mim train`` command line
+    itself: test_runner.py::test_mim_train_and_test_cli."""
     for name in ('coco', 'aic'):
         if not (SHARED_DATA / name).is_dir():
             pytest.skip(f'shared {name} data not found under {SHARED_DATA}')
     cfg = tiny_mae_config()
     cfg.dump(str(tmp_path / 'mae.py'))
-    subprocess.run([sys.executable, '-m', 'mim', 'train', 'mmpose', str(tmp_path / 'mae.py'),
-                    '--work-dir', str(tmp_path / 'mae')], check=True, cwd=REPO,
-                   capture_output=True)
+    cfg = Config.fromfile(str(tmp_path / 'mae.py'))
+    cfg.work_dir = str(tmp_path / 'mae')
+    cfg.visualizer.name = f'visualizer_{uuid.uuid4().hex}'
+    Runner.from_cfg(cfg).train()
     logged = [json.loads(line) for p in (tmp_path / 'mae').rglob('scalars.json')
               for line in p.read_text().splitlines()]
     losses = [r['loss'] for r in logged if 'loss' in r]
@@ -116,9 +118,8 @@ def test_pretrain_on_crops_then_finetune(tmp_path):
     ckpt = tmp_path / 'mae' / 'iter_200.pth'
 
     # the picture
-    subprocess.run([sys.executable, str(REPO / 'tools' / 'mae_visualize.py'),
-                    str(tmp_path / 'mae.py'), str(ckpt), '--num', '3', '--out',
-                    str(tmp_path / 'mae.png')], check=True, cwd=REPO, capture_output=True)
+    run_main('tools/mae_visualize.py', tmp_path / 'mae.py', ckpt, '--num', '3', '--out',
+             tmp_path / 'mae.png')
     assert cv2.imread(str(tmp_path / 'mae.png')).shape == (28 + 3 * 256, 3 * 192, 3)
 
     # step 2: the fine-tuning config takes the encoder with no missing backbone key
