@@ -213,7 +213,7 @@ def test_detector_precision_runs_its_convolutions_in_bf16(tiny_models, images):
     det = init_detector(tiny_models[tiny_models.index('--det-config') + 1],
                         tiny_models[tiny_models.index('--det-checkpoint') + 1], device='cpu')
     img = cv2.imread(str(images / 'sunglasses.jpg'))
-    x = torch.randn(1, 3, 320, 320)
+    x = torch.randn(1, 3, 160, 160)
     with torch.no_grad():
         want, boxes32 = det.extract_feat(x), detect(det, img, (0, ), 0.3, 0.3)
         set_detector_precision(det, 'bf16')
