@@ -40,7 +40,11 @@ import torch
 from mmengine.logging import print_log
 from tqdm import tqdm
 
-from vitpose_plugin.apis.detectors import DETECTOR_PRESETS, detector_classes
+from vitpose_plugin.apis.detectors import (
+    DETECTOR_PRESETS,
+    detector_classes,
+    set_detector_precision,
+)
 from vitpose_plugin.apis.inputs import (  # noqa: F401  (read_image: used by tests)
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTS,
@@ -70,7 +74,12 @@ from vitpose_plugin.apis.topdown_pipeline import (
     select_dataset,
 )
 from vitpose_plugin.apis.tracking import PoseTracker
-from vitpose_plugin.deploy import PRECISIONS, fold_batchnorm, set_inference_precision
+from vitpose_plugin.deploy import (
+    PRECISIONS,
+    fold_batchnorm,
+    inference_precision,
+    set_inference_precision,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = str(REPO / 'demo' / 'resources')
@@ -206,6 +215,8 @@ def build_pipeline(args) -> TopdownPipeline:
                 raise InputError(str(e)) from e
         detector = build_detector(args.det_model, args.det_config, args.det_checkpoint,
                                   args.device, args.random_weights)
+        # the detector's convolutions in the pose model's precision where it is bf16/fp16
+        set_detector_precision(detector, inference_precision(pose))
     return TopdownPipeline(pose, detector, classes or (0, ), args.bbox_thr, args.nms_thr,
                            args.kpt_thr, args.draw_heatmap, attention, args.random_weights,
                            max_persons)
