@@ -6,6 +6,7 @@ import functools
 import importlib.util
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from pathlib import Path
 
@@ -254,9 +256,38 @@ def resume_after_sigkill_matches(config, coco_dir, tmp_path, kill_at, last):
 
 
 # ------------------------------------------------------------------ the demo
-def run_demo(args, check=True):
-    res = subprocess.run([sys.executable, DEMO] + [str(a) for a in args], capture_output=True,
-                         text=True, cwd=REPO)
+def run_demo(args, check=True, in_process=True):
+    """``python demo/topdown_demo.py ARGS``: what it prints (stdout; stderr with the log)
+    and its exit status, as a ``CompletedProcess``. In this process through the demo's
+    ``main(argv)`` (a refusal's ``SystemExit`` message goes to stderr with status 1, as
+    Python prints it), or as its own process with ``in_process=False`` (the tests whose
+    point is the command line itself)."""
+    args = [str(a) for a in args]
+    if not in_process:
+        res = subprocess.run([sys.executable, DEMO] + args, capture_output=True, text=True,
+                             cwd=REPO)
+    else:
+        from mmengine.logging import MMLogger
+        spec = importlib.util.spec_from_file_location('topdown_demo', DEMO)
+        demo = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(demo)
+        out, err, code = io.StringIO(), io.StringIO(), 0
+        log = logging.StreamHandler(err)
+        logger = MMLogger.get_current_instance()
+        logger.addHandler(log)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                demo.main(args)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+            if isinstance(e.code, str):
+                err.write(e.code + '\n')
+        except Exception:  # an uncaught error: Python prints the traceback, status 1
+            code = 1
+            err.write(traceback.format_exc())
+        finally:
+            logger.removeHandler(log)
+        res = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
     if check:
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     return res

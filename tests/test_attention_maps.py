@@ -142,9 +142,9 @@ def test_overlay_colours_only_where_attention_is():
 
 
 def test_demo_draws_the_attention_of_a_named_keypoint(tmp_path, tiny_models, image):  # noqa: F811
-    """The attention run goes through the demo's command line; the plain run and the
-    refusal call the same ``main(argv)`` in this process. The plain run asks for fp32,
-    which the attention run uses ('auto' may pick bf16 on CPUs with bf16 units)."""
+    """Both runs and the refusal call the demo's ``main(argv)`` in this process (its
+    command line is run by test_demo.py::test_image). The plain run asks for fp32, which
+    the attention run uses ('auto' may pick bf16 on CPUs with bf16 units)."""
     plain = tmp_path / 'plain'
     run_main('demo/topdown_demo.py', IMAGE, '--out-dir', plain, '--precision', 'fp32',
              *tiny_models)

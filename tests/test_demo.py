@@ -16,8 +16,9 @@ from vitpose_plugin.deploy import fold_batchnorm
 
 
 def test_image(tmp_path, tiny_models, images):
+    """Through the demo's command line (the other tests call its main() in process)."""
     run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path, '--draw-heatmap',
-              '--precision', 'fp32'] + tiny_models)  # compared with fp32 below
+              '--precision', 'fp32'] + tiny_models, in_process=False)  # compared with fp32
     out = json.loads((tmp_path / 'sunglasses.jpg.json').read_text())
     assert out['input'] == 'sunglasses.jpg' and out['random_weights'] is False
     assert (out['width'], out['height']) == (256, 256)
