@@ -214,3 +214,9 @@ def test_int8_calibration_json_without_images_names_it(tmp_path, content, named)
     with pytest.raises(ValueError) as info:
         next(calibration_crops(None, str(path)))
     assert str(path) in str(info.value) and named in str(info.value)
+
+
+def test_transformers_config_with_a_huge_integer_names_the_file(tmp_path):
+    folder = _hf_folder(tmp_path / 'hf', '{"model_type": "vitpose", "x": ' + '9' * 5000 + '}')
+    _refused_as(folder / 'config.json', 'not a JSON config',
+                loader=lambda p: _load_checkpoint(str(folder)))

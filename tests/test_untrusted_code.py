@@ -38,6 +38,11 @@ def test_inert_config_text_keeps_data_and_drops_code(tmp_path):
     assert not marker.exists()
     assert cfg.gpu_ids == [0, 1] and cfg.name == 'run'
     assert cfg.model.sizes == (1, 2) and cfg.model.lr == -3e-4 and cfg.model.x is None
+    # MMEngine rewrites {{$VAR:default}} in the raw text before running it (the default is
+    # a regex and a replacement): such values could splice code outside their quotes
+    splice = ("a = dict(x='{{$NOPE:\\'*__import__(\\'os\\').system(\\'touch %s\\')*\\'?}}')\n"
+              "b = '{{$NOPE:x}}'\nc = '{{ fileDirname }}'\nfilename = 'x'\nkept = 1\n" % marker)
+    assert inert_config_text(splice) == 'kept = 1\n'
     assert inert_config_text('def f(:') is None
     assert inert_config_text('x = ' + '[' * 10000 + ']' * 10000) is None  # too deep
     assert inert_config_text('x = float("inf")\ny = 1e999\n') is None

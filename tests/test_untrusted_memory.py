@@ -86,3 +86,17 @@ def test_numpy_values_mmengine_writes_load_as_plain_numpy(tmp_path):
     # the placeholder class cannot be called from a file, nor directly
     with pytest.raises(CheckpointError):
         NumpyArrayClass((2, ), np.dtype('f8'))
+
+
+def test_dict_keys_are_plain_values(tmp_path):
+    """A key is hashed and compared, never walked: one holding an array placeholder or a
+    HistoryBuffer would reach the caller unchecked, so keys are numbers, strings or short
+    tuples of them."""
+    array = Reduce(_MULTIARRAY._reconstruct, (np.ndarray, (0, ), b'b'),
+                   (1, (2, ), np.dtype('f8'), False, b'A' * 16))
+    path = tmp_path / 'key.pth'
+    torch.save({'meta': {(array, 1): 1}}, path)
+    with pytest.raises(CheckpointError, match='a key of type tuple'):
+        _load_checkpoint(str(path))
+    torch.save({'meta': {(1, 'a', (2.0, None)): 1}}, path)
+    assert _load_checkpoint(str(path))['meta'] == {(1, 'a', (2.0, None)): 1}

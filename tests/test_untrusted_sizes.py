@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import zipfile
 from collections import Counter
 
 import numpy as np
@@ -42,6 +43,13 @@ def _files(folder):
         files[name] = (folder / f'{name}.pth', named)
         torch.save(obj, files[name][0])
 
+    def raw(name, pickle_bytes, named):
+        """A torch.save zip archive whose data.pkl is hand-written pickle opcodes."""
+        files[name] = (folder / f'{name}.pth', named)
+        with zipfile.ZipFile(files[name][0], 'w') as z:
+            z.writestr('archive/data.pkl', pickle_bytes)
+            z.writestr('archive/version', '3\n')
+
     pos = 'backbone.pos_embed'
     files['pos_embed zero width (.safetensors)'] = (folder / 'zero.safetensors', str(huge))
     save_file({pos: torch.zeros(1, huge, 0)}, files['pos_embed zero width (.safetensors)'][0])
@@ -67,6 +75,13 @@ def _files(folder):
     for _ in range(150):
         nested = [nested]
     pth('nested 150 deep', {'meta': nested}, 'nested deeper')
+    # tuples as dict keys are hashed while unpickling: nested 10^6 deep, hashing recurses
+    # in C past the stack; doubled through memo references, 2^30 visits from 1 KB
+    raw('tuple key nested 60000 deep',
+        b'\x80\x02}q\x00' + b'K\x01' + b'\x85' * 60000 + b'K\x00s.', 'nested 101 deep')
+    doubling = b'\x80\x02}q\x00K\x01q\x01' + b''.join(
+        b'h\x01h\x01\x86q\x01' for _ in range(30)) + b'K\x00s.'
+    raw('tuple key doubled 30 times', doubling, 'elements counted through shared')
     return files
 
 
@@ -114,7 +129,8 @@ def test_crafted_files_are_a_few_kb(outcomes):
     'pos_embed zero width (.safetensors)', 'pos_embed zero width', 'pos_embed stride 0',
     'pos_embed of 2^24 positions', 'TransPose sine table zero width',
     'Counter over a stride-0 tensor', 'HistoryBuffer over stride-0 tensors',
-    'HistoryBuffer over an ndarray call', 'bytes(10^12)', 'nested 150 deep'])
+    'HistoryBuffer over an ndarray call', 'bytes(10^12)', 'nested 150 deep',
+    'tuple key nested 60000 deep', 'tuple key doubled 30 times'])
 def test_size_bomb_is_refused_quickly_by_name(outcomes, name):
     files, out = outcomes
     path, named = files[name]

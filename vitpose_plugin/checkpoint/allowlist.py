@@ -39,6 +39,10 @@ MAX_EMPTY_DIM = 2**24  # largest dimension of a tensor without stored elements
 MAX_DEPTH = 100
 MAX_OBJECTS = 5_000_000
 MAX_CONFIG_CHARS = 2**20
+# names MMEngine's Config refuses or acts on: not data
+_RESERVED_NAMES = {'custom_imports', 'filename', 'text', 'pretty_text', 'env_variables'}
+MAX_KEY_TUPLE_DEPTH = 100  # tuples nested deeper crash hashing (C recursion)
+MAX_TUPLE_ELEMENTS = 10**6  # counted through shared references, as hashing visits them
 # plain numeric, bool and fixed-width string type codes: nothing that holds pointers
 _DTYPE_CODE = re.compile(r'^[<>|=]?(?:[biufc]\d{1,2}|b1|\?|[SU]\d{1,6})$')
 _HISTORY_FIELDS = {'max_length', '_log_history', '_count_history', '_statistics_methods'}
@@ -197,6 +201,79 @@ def runner_checkpoint_globals() -> list:
     return [obj if name is None else (obj, name) for obj, name in items]
 
 
+# ------------------------------------------------------------------ before loading
+_PUSH_MEMO = {'BINGET', 'LONG_BINGET', 'GET'}
+_PUT_MEMO = {'BINPUT', 'LONG_BINPUT', 'PUT', 'MEMOIZE'}
+_LEAF = (0, 1)  # (tuple nesting depth, elements hashing visits) of a non-tuple
+
+
+def scan_pickle(ops) -> None:
+    """Refuse, before unpickling, tuples that hashing them would crash on (nested over
+    :data:`MAX_KEY_TUPLE_DEPTH`: C recursion) or hang on (over
+    :data:`MAX_TUPLE_ELEMENTS` elements counted through shared references, which a few
+    bytes of memo references can double per level). ``ops`` is
+    ``pickletools.genops`` of one pickle; a pickle it cannot parse is left to torch."""
+    stack, memo, marks = [], {}, []
+    for op, arg, _ in ops:
+        name = op.name
+        if name == 'MARK':
+            marks.append(len(stack))
+            continue
+        if name in ('TUPLE', 'TUPLE1', 'TUPLE2', 'TUPLE3'):
+            n = {'TUPLE1': 1, 'TUPLE2': 2, 'TUPLE3': 3}.get(name)
+            start = marks.pop() if n is None else len(stack) - n
+            items, stack[start:] = stack[start:], []
+            depth = 1 + max((d for d, _ in items), default=0)
+            size = 1 + sum(e for _, e in items)
+            if depth > MAX_KEY_TUPLE_DEPTH or size > MAX_TUPLE_ELEMENTS:
+                _refuse(f'a tuple nested {depth} deep with {size} elements counted through '
+                        'shared references: hashing it would crash or never end')
+            stack.append((depth, size))
+        elif name in _PUSH_MEMO:
+            stack.append(memo.get(arg, _LEAF))
+        elif name in _PUT_MEMO:
+            if stack:
+                memo[len(memo) if name == 'MEMOIZE' else arg] = stack[-1]
+        elif name == 'DUP':
+            stack.append(stack[-1] if stack else _LEAF)
+        elif name in ('LIST', 'DICT', 'FROZENSET', 'POP_MARK', 'APPENDS', 'SETITEMS',
+                      'ADDITEMS'):
+            start = marks.pop() if marks else len(stack)
+            del stack[start:]
+            if name in ('LIST', 'DICT', 'FROZENSET'):
+                stack.append(_LEAF)
+        elif name == 'STOP':
+            return
+        else:  # every other opcode: pops what it takes, pushes at most one value
+            pops = len(op.stack_before) - (1 if op.stack_before and
+                                          op.stack_before[-1].name == 'mark' else 0)
+            pops = min(pops, len(stack))
+            if pops:
+                del stack[-pops:]
+            stack.extend([_LEAF] * len(op.stack_after))
+
+
+def scan_checkpoint(filename: str, kind: str) -> None:
+    """:func:`scan_pickle` over the pickles of a torch.save file (``kind`` 'zip':
+    ``*/data.pkl``; 'legacy': the magic number, protocol, system info and object)."""
+    import pickletools
+    import zipfile
+    try:
+        if kind == 'zip':
+            with zipfile.ZipFile(filename) as z:
+                names = [n for n in z.namelist() if n.endswith('data.pkl')]
+                if names:
+                    scan_pickle(pickletools.genops(z.read(names[0])))
+            return
+        with open(filename, 'rb') as f:
+            for _ in range(4):
+                scan_pickle(pickletools.genops(f))
+    except CheckpointError:
+        raise
+    except Exception:  # not parseable here: torch.load says what is wrong
+        return
+
+
 # ------------------------------------------------------------------ after loading
 _SCALARS = (str, bytes, int, float, bool, complex, type(None))
 _TORCH_VALUES = (torch.dtype, torch.device, torch.Size, torch.memory_format, torch.layout)
@@ -219,12 +296,32 @@ def _check_tensor(t: torch.Tensor, where: str) -> None:
                 'expanded or overlapping view; save it with .contiguous())')
 
 
+def _path(where: tuple) -> str:
+    """``a.b[3].c`` from the keys walked, each cut to a line (computed only for messages)."""
+    out = ''
+    for k in where:
+        k = k if isinstance(k, (str, int)) and not isinstance(k, bool) else repr(k)
+        k = k if isinstance(k, int) else (k[:60] + '...' if len(k) > 60 else k)
+        out += f'[{k}]' if isinstance(k, int) else (f'.{k}' if out else k)
+        if len(out) > 300:
+            return out[:300] + '...'
+    return out
+
+
+def _plain_key(k, depth: int = 0) -> bool:
+    """A dict key as checkpoints have them: a number, a string, or a short flat tuple."""
+    if isinstance(k, _SCALARS):
+        return True
+    return type(k) is tuple and depth < 4 and len(k) <= 16 and \
+        all(_plain_key(v, depth + 1) for v in k)
+
+
 class _Walk:
     def __init__(self):
         self.count = 0
         self.done = {}  # id -> replacement (shared and cyclic references)
 
-    def __call__(self, obj, where: str, depth: int = 0):
+    def __call__(self, obj, where: tuple, depth: int = 0):
         key = id(obj)
         if key in self.done:
             return self.done[key]
@@ -232,52 +329,53 @@ class _Walk:
         if self.count > MAX_OBJECTS:
             _refuse(f'holds over {MAX_OBJECTS} objects')
         if depth > MAX_DEPTH:
-            _refuse(f'{where}: nested deeper than {MAX_DEPTH} levels')
+            _refuse(f'{_path(where)}: nested deeper than {MAX_DEPTH} levels')
         out = obj
         if isinstance(obj, _SCALARS + _TORCH_VALUES):
             pass
         elif isinstance(obj, torch.Tensor):
-            _check_tensor(obj, where)
+            _check_tensor(obj, _path(where))
         elif isinstance(obj, PendingArray):
             if obj.array is None:
-                _refuse(f'{where}: numpy array without data')
+                _refuse(f'{_path(where)}: numpy array without data')
             out = obj.array
         elif isinstance(obj, np.dtype):
-            out = safe_dtype(obj, where)
+            out = safe_dtype(obj, _path(where))
         elif isinstance(obj, np.generic):
             out = _scalar(obj.dtype, obj.tobytes())
         elif isinstance(obj, dict):  # dict, OrderedDict, ConfigDict, Counter, defaultdict
             self.done[key] = obj
             for k in list(obj.keys()):
-                if not isinstance(k, _SCALARS + (tuple, )):
-                    _refuse(f'{where}: a key of type {type(k).__name__}')
+                if not _plain_key(k):
+                    _refuse(f'{_path(where)}: a key of type {type(k).__name__} (keys are '
+                            'numbers, strings or short tuples of them)')
                 value = obj[k]
-                new = self(value, f'{where}.{k}' if where else str(k), depth + 1)
+                new = self(value, where + (k, ), depth + 1)
                 if new is not value:
                     dict.__setitem__(obj, k, new)
         elif isinstance(obj, list):
             self.done[key] = obj
             for i, value in enumerate(obj):
-                obj[i] = self(value, f'{where}[{i}]', depth + 1)
+                obj[i] = self(value, where + (i, ), depth + 1)
         elif isinstance(obj, (tuple, set, frozenset)) and type(obj) in (tuple, set, frozenset):
-            out = type(obj)(self(v, f'{where}[{i}]', depth + 1) for i, v in enumerate(obj))
+            out = type(obj)(self(v, where + (i, ), depth + 1) for i, v in enumerate(obj))
         elif type(obj) is HistoryBuffer:
             extra = set(vars(obj)) - _HISTORY_FIELDS
             if extra:
-                _refuse(f'{where}: HistoryBuffer with unknown fields {sorted(extra)}')
+                _refuse(f'{_path(where)}: HistoryBuffer with unknown fields {sorted(extra)}')
             self.done[key] = obj
             for name, value in list(vars(obj).items()):
-                setattr(obj, name, self(value, f'{where}.{name}', depth + 1))
+                setattr(obj, name, self(value, where + (name, ), depth + 1))
             if not all(isinstance(getattr(obj, n, None), np.ndarray)
                        for n in ('_log_history', '_count_history')):
-                _refuse(f'{where}: HistoryBuffer without numpy histories')
+                _refuse(f'{_path(where)}: HistoryBuffer without numpy histories')
         elif callable(obj) and obj in (HistoryBuffer.min, HistoryBuffer.max,
                                        HistoryBuffer.current, HistoryBuffer.mean):
             pass
         elif type(obj).__module__.split('.')[0] == 'torch':
             pass  # built by torch's own allowlist (e.g. torch.Size, qscheme)
         else:
-            _refuse(f'{where}: a value of type {type(obj).__module__}.{type(obj).__name__}')
+            _refuse(f'{_path(where)}: a value of type {type(obj).__module__}.{type(obj).__name__}')
         self.done[key] = out
         return out
 
@@ -285,7 +383,7 @@ class _Walk:
 def check_loaded(obj):
     """The loaded object with real numpy arrays in place of the placeholders, after the
     checks in the module docstring; raises :class:`CheckpointError`."""
-    return _Walk()(obj, '')
+    return _Walk()(obj, ())
 
 
 # ------------------------------------------------------------------ config text
@@ -312,8 +410,9 @@ def _literal(node: ast.AST):
 def inert_config_text(text: Any) -> Optional[str]:
     """The data of a stored config text, rewritten so that running it only builds that
     data: top-level ``name = <literal>`` assignments are kept (``dict(...)`` calls become
-    dict displays); imports, calls, ``custom_imports``, ``_base_`` and every other
-    statement are dropped. None if nothing is left or the text cannot be parsed."""
+    dict displays); imports, calls, ``custom_imports``, ``_base_``, values holding MMEngine's
+    ``{{ }}`` substitutions and every other statement are dropped. None if nothing is left
+    or the text cannot be parsed."""
     if not isinstance(text, str) or len(text) > MAX_CONFIG_CHARS:
         return None
     try:
@@ -326,12 +425,16 @@ def inert_config_text(text: Any) -> Optional[str]:
                 isinstance(stmt.targets[0], ast.Name)):
             continue
         name = stmt.targets[0].id
-        if name.startswith('_') or name == 'custom_imports':
+        if name.startswith('_') or name in _RESERVED_NAMES:
             continue
         try:
             text = repr(_literal(stmt.value))
             ast.literal_eval(text)  # e.g. float('inf') prints as a name
         except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            continue
+        if '{{' in text or '}}' in text:
+            # MMEngine substitutes {{ fileDirname }}, {{$ENV:default}} and {{_base_.x}}
+            # in the raw text before running it: a value could rewrite the code around it
             continue
         lines.append(f'{name} = {text}')
     return '\n'.join(lines) + '\n' if lines else None

@@ -68,7 +68,7 @@ def read_config(file: str) -> dict:
             config = json.load(f)
     except RecursionError:
         raise _config_error(file, 'nested too deeply to be a config') from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError, huge ints
         raise _config_error(file, f'not a JSON config: {e}') from None
     if not isinstance(config, dict):
         raise _config_error(file, f'expected a JSON object, got a {type(config).__name__}')

@@ -44,6 +44,7 @@ from .allowlist import (
     inert_config_text,
     loading,
     runner_checkpoint_globals,
+    scan_checkpoint,
 )
 
 TRUST_ENV = 'VITPOSE_TRUSTED_CHECKPOINTS'
@@ -178,6 +179,7 @@ def load_file(filename: str, map_location=None, source: Optional[str] = None):
             print_log(f'{source}: loading with full unpickling ({TRUST_ENV} names it as '
                       'trusted)', logger='current')
             return torch.load(filename, map_location=map_location, weights_only=False)
+        scan_checkpoint(filename, kind)
         checkpoint = check_loaded(_torch_load(filename, source, kind, map_location))
         _inert_meta_config(checkpoint, source)
         return checkpoint
