@@ -226,3 +226,44 @@ def test_detector_precision_runs_its_convolutions_in_bf16(tiny_models, images):
         assert boxes16.shape[1] == 5 and len(boxes16) > 0 and len(boxes32) > 0
         set_detector_precision(det, 'fp32')
         assert all(torch.equal(w, g) for w, g in zip(want, det.extract_feat(x)))
+
+
+def test_compiled_bf16_runs_each_batch_in_chunks_and_comes_back_eager():
+    """``compile=True``: no-grad eval calls run inductor graphs (weights frozen in), a
+    batch of 5 as chunks of 4 and 1; autograd calls run eagerly; 'fp32' gives back the
+    modules' own forwards and the exact fp32 heatmaps."""
+    from vitpose_plugin.deploy.torch_compile import chunks, compiled_sizes
+    assert chunks(37) == [16, 16, 4, 1] and chunks(3) == [1, 1, 1] and chunks(0) == []
+    model = tiny_model()
+    eager = set_inference_precision(tiny_model(), 'bf16')
+    x = torch.randn(5, 3, 256, 192)
+    with torch.no_grad():
+        fp32 = model._forward(x)
+        want = eager._forward(x)
+        set_inference_precision(model, 'bf16', compile=True)
+        got = model._forward(x)
+        single = model._forward(x[4:])
+    assert compiled_sizes(model) == {'backbone': [1, 4], 'head': [1, 4]}
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    # the compiled graph fuses and rounds to bf16 at other places than eager bf16: the
+    # two differ by bf16 rounding (like bf16 and fp32 above), and each sample's heatmaps
+    # do not depend on the chunk it ran in
+    assert (got - want).abs().max() <= 0.05 * fp32.abs().max()
+    assert (got[4:] - single).abs().max() <= 1e-6
+    assert (got - fp32).abs().max() <= 0.05 * fp32.abs().max()
+    with torch.enable_grad():  # autograd: the module's own (eager) forward
+        assert torch.equal(model._forward(x), want)
+    set_inference_precision(model, 'fp32')
+    assert 'forward' not in vars(model.backbone) and 'forward' not in vars(model.head)
+    with torch.no_grad():
+        assert torch.equal(model._forward(x), fp32)
+    with pytest.raises(ValueError, match="compile=True runs with precision fp32 or bf16"):
+        set_inference_precision(model, 'fp16', compile=True)
+
+
+def test_compile_without_a_compiler_is_refused_by_name(monkeypatch):
+    from vitpose_plugin.deploy import torch_compile
+    monkeypatch.setattr(torch_compile, 'compiler_available', lambda: False)
+    model = tiny_model()
+    with pytest.raises(RuntimeError, match='needs a C\\+\\+ compiler'):
+        set_inference_precision(model, 'bf16', compile=True)

@@ -1,5 +1,5 @@
 """Inference-only switches that keep a model's outputs and methods: BatchNorm folding,
-bf16 / fp16 / int8 precision, ONNX export and the onnxruntime backbone."""
+bf16 / fp16 / int8 precision, torch.compile, ONNX export and the onnxruntime backbone."""
 from .fold_batchnorm import fold_batchnorm
 from .onnx import (
                    OnnxRuntimeBackbone,
@@ -15,8 +15,9 @@ from .precision import (
                    inference_precision,
                    set_inference_precision,
 )
+from .torch_compile import compile_inference, restore_eager
 
-__all__ = ['PRECISIONS', 'InferencePrecisionHook', 'OnnxRuntimeBackbone', 'export_onnx',
-           'fold_batchnorm', 'inference_precision', 'onnxruntime_heatmaps',
-           'onnxruntime_session', 'restore_pytorch_backbone', 'set_inference_precision',
-           'use_onnxruntime']
+__all__ = ['PRECISIONS', 'InferencePrecisionHook', 'OnnxRuntimeBackbone', 'compile_inference',
+           'export_onnx', 'fold_batchnorm', 'inference_precision', 'onnxruntime_heatmaps',
+           'onnxruntime_session', 'restore_eager', 'restore_pytorch_backbone',
+           'set_inference_precision', 'use_onnxruntime']

@@ -5,14 +5,17 @@ import torch.nn as nn
 
 @torch.no_grad()
 def _fold(conv: nn.Module, bn: nn.BatchNorm2d):
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # per output channel
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    """Computed in fp32; the folded weight and bias keep the convolution's dtype (a
+    bf16 convolution stays bf16)."""
+    scale = bn.weight.float() / torch.sqrt(bn.running_var.float() + bn.eps)  # per output
+    bias = conv.bias.float() if conv.bias is not None else torch.zeros_like(scale)
     if isinstance(conv, nn.ConvTranspose2d):  # weight (in, out/groups, kh, kw)
-        conv.weight.mul_(scale.view(1, -1, 1, 1))
+        scale_w = scale.view(1, -1, 1, 1)
     else:  # weight (out, in/groups, kh, kw)
-        conv.weight.mul_(scale.view(-1, 1, 1, 1))
-    new_bias = (bias - bn.running_mean) * scale + bn.bias
-    conv.bias = nn.Parameter(new_bias)
+        scale_w = scale.view(-1, 1, 1, 1)
+    conv.weight.copy_(conv.weight.float() * scale_w)
+    new_bias = (bias - bn.running_mean.float()) * scale + bn.bias.float()
+    conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype))
 
 
 def fold_batchnorm(model: nn.Module) -> int:

@@ -11,6 +11,10 @@
   model's device and CPU; what it picked and why is logged.
 * ``'fp32'``: removes any switch.
 
+``compile=True`` (with fp32 or bf16) also runs the backbone, neck and head compiled by
+``torch.compile`` with inductor's freezing (:mod:`vitpose_plugin.deploy.torch_compile`):
+on CPUs the bf16 path's fastest form, after a one-time compilation per batch size.
+
 Each can be forced on any machine: bf16 without bf16 units runs (emulated, slowly; a
 warning says so), int8 needs onnxruntime and calibration data. The model's training
 is never run in a lower precision by this switch (bf16 refuses to train).
@@ -90,21 +94,30 @@ def resolve_precision(model, precision: str, **int8_options) -> str:
     return chosen
 
 
-def set_inference_precision(model, precision: str, **int8_options):
-    """Switch ``model`` (a built top-down estimator) to ``precision``; returns it.
+def set_inference_precision(model, precision: str, compile: bool = False,
+                            **int8_options):
+    """Switch ``model`` (a built top-down estimator, in eval mode for ``compile``) to
+    ``precision``; returns it.
 
-    ``int8_options`` go to :func:`vitpose_plugin.deploy.int8.quantize_backbone`
-    (``calibration`` or ``onnx_file`` is required there); with ``'auto'`` they also let
-    it pick int8."""
+    ``compile``: also compile the inference forward
+    (:func:`vitpose_plugin.deploy.torch_compile.compile_inference`; fp32 and bf16, and
+    'auto' where it resolves to one of them). ``int8_options`` go to
+    :func:`vitpose_plugin.deploy.int8.quantize_backbone` (``calibration`` or
+    ``onnx_file`` is required there); with ``'auto'`` they also let it pick int8."""
     if precision not in PRECISIONS:
         raise ValueError(f'inference precision {precision!r}; choose one of {PRECISIONS}')
     _, undo = getattr(model, _STATE, ('fp32', []))
     for fn in reversed(undo):
         fn()
     from .onnx import restore_pytorch_backbone
+    from .torch_compile import compile_inference, restore_eager
+    restore_eager(model)
     restore_pytorch_backbone(model)
     setattr(model, _STATE, ('fp32', []))
     precision = resolve_precision(model, precision, **int8_options)
+    if compile and precision not in ('fp32', 'bf16'):
+        raise ValueError(f'compile=True runs with precision fp32 or bf16, not {precision!r} '
+                         '(int8 runs in onnxruntime, fp16 under autocast)')
     undo = []
     if precision == 'bf16':
         from .bf16 import cast_to_bf16, restore_fp32
@@ -122,6 +135,8 @@ def set_inference_precision(model, precision: str, **int8_options):
     elif precision == 'int8':
         from .int8 import quantize_backbone
         quantize_backbone(model, **int8_options)
+    if compile:
+        undo.append(compile_inference(model))  # after the casts: it freezes the weights
     setattr(model, _STATE, (precision, undo))
     return model
 
@@ -132,15 +147,20 @@ class InferencePrecisionHook(Hook):
 
     Args:
         precision: one of :data:`PRECISIONS`.
+        compile: also run the model compiled (``set_inference_precision``'s
+            ``compile``); it is compiled again at every validation, since training
+            changes the weights it freezes.
         int8_options: for ``'int8'``, e.g. ``dict(calibration='data/coco/val2017')``.
     """
 
     priority = 'LOW'
 
-    def __init__(self, precision: str = 'bf16', int8_options: Optional[dict] = None):
+    def __init__(self, precision: str = 'bf16', compile: bool = False,
+                 int8_options: Optional[dict] = None):
         if precision not in PRECISIONS:
             raise ValueError(f'inference precision {precision!r}; choose one of {PRECISIONS}')
         self.precision = precision
+        self.compile = compile
         self.int8_options = int8_options or {}
 
     @staticmethod
@@ -148,7 +168,8 @@ class InferencePrecisionHook(Hook):
         return runner.model.module if is_model_wrapper(runner.model) else runner.model
 
     def _set(self, runner):
-        set_inference_precision(self._model(runner), self.precision, **self.int8_options)
+        set_inference_precision(self._model(runner), self.precision, self.compile,
+                                **self.int8_options)
 
     def _reset(self, runner, *args, **kwargs):
         set_inference_precision(self._model(runner), 'fp32')
