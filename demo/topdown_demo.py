@@ -32,6 +32,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import mmcv
@@ -80,6 +81,8 @@ from vitpose_plugin.deploy import (
     inference_precision,
     set_inference_precision,
 )
+from vitpose_plugin.deploy.auto import COMPILE_MIN_IMAGES, choose_compile
+from vitpose_plugin.deploy.precision import resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = str(REPO / 'demo' / 'resources')
@@ -142,6 +145,12 @@ def parse_args(argv=None):
                    'GPUs, else int8 when --calibration or an int8 --onnx-file is given, '
                    'else fp32; logged; bf16: weights in bf16; fp16: autocast; int8: '
                    'onnxruntime)')
+    p.add_argument('--compile', choices=['auto', 'on', 'off'], default='auto',
+                   help='run the pose model through torch.compile (inductor, weights '
+                   'frozen): the fastest bf16 path on CPUs, after compiling once per batch '
+                   'size (tens of seconds on a 2-core CPU; cached on disk). auto: on for '
+                   'bf16 on a CPU with a C++ compiler, for a video or at least '
+                   f'{COMPILE_MIN_IMAGES} images; logged')
     p.add_argument('--calibration', help='int8: images (a folder) or a COCO json of person '
                    'crops to calibrate on; int8 needs it unless --onnx-file is a calibrated '
                    'int8 graph (tools/calibrate_int8.py)')
@@ -156,7 +165,39 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build_pipeline(args) -> TopdownPipeline:
+def job_images(inputs) -> Optional[int]:
+    """How many images a job holds; None when it holds a video (a long job)."""
+    return None if any(is_video(p) for p in inputs) else len(inputs)
+
+
+def decide_compile(args, precision: str, images: Optional[int]) -> bool:
+    """``--compile``'s choice for the resolved pose ``precision`` (logged)."""
+    if args.compile == 'off':
+        return False
+    refused = ('--backend onnxruntime' if args.backend == 'onnxruntime' else
+               '--attention-keypoint' if args.attention_keypoint else
+               f'--precision {precision}' if precision not in ('fp32', 'bf16') else None)
+    if args.compile == 'on':
+        if refused:
+            raise InputError(f'--compile on runs the PyTorch model in fp32 or bf16, not with '
+                             f'{refused}')
+        print_log(f'torch.compile: on (--compile on, {precision}); the first batch of each '
+                  'size compiles', logger='current')
+        return True
+    if refused:
+        compile, why = False, f'{refused} runs uncompiled'
+    elif args.random_weights:
+        compile, why = False, '--random-weights is a smoke run'
+    else:
+        compile, why = choose_compile(precision, args.device, images)
+    print_log(f"torch.compile 'auto' -> {'on' if compile else 'off'}: {why}",
+              logger='current')
+    return compile
+
+
+def build_pipeline(args, images: Optional[int] = 0) -> TopdownPipeline:
+    """The demo's pipeline; ``images``: how many images the job holds (None: a video),
+    for ``--compile auto``."""
     from mmpose.apis import init_model
 
     max_persons = args.max_persons
@@ -175,6 +216,7 @@ def build_pipeline(args) -> TopdownPipeline:
     if args.backend == 'onnxruntime' and args.onnx_file:
         check_onnx_graph(pose, args.onnx_file)
     if args.backend == 'onnxruntime':
+        decide_compile(args, 'fp32', images)  # refuses --compile on
         if args.precision not in ('fp32', 'auto') or args.attention_keypoint:
             raise InputError('--backend onnxruntime runs the fp32 graph only, without '
                              '--precision bf16/fp16/int8 or --attention-keypoint')
@@ -192,8 +234,10 @@ def build_pipeline(args) -> TopdownPipeline:
         if precision in ('int8', 'auto'):  # a given int8 graph is used as it is
             options = dict(calibration=args.calibration, onnx_file=args.onnx_file)
         try:
-            set_inference_precision(pose, precision, **options)
-        except (ValueError, FileNotFoundError) as e:
+            precision = resolve_precision(pose, precision, **options)
+            compile = decide_compile(args, precision, images)
+            set_inference_precision(pose, precision, compile, **options)
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
             raise InputError(f'--precision {args.precision}: {e}') from e
     attention = None
     if args.attention_keypoint:
@@ -398,7 +442,7 @@ def main(argv=None):
             os.makedirs(args.out_dir, exist_ok=True)
         except OSError as e:
             raise InputError(f'--out-dir {args.out_dir}: {e}') from e
-        runner = Runner(build_pipeline(args), args, plan, bboxes)
+        runner = Runner(build_pipeline(args, job_images(inputs)), args, plan, bboxes)
     except InputError as e:
         raise SystemExit(f'error: {e}')
     failed, stop = [], None

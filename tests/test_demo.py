@@ -32,13 +32,72 @@ def test_image(tmp_path, tiny_models, images):
     ckpt = tiny_models[tiny_models.index('--pose-checkpoint') + 1]
     model = init_model(cfg, ckpt, device='cpu')
     fold_batchnorm(model)  # as the demo does
-    boxes = np.array([p['bbox'] for p in out['persons']], np.float32)
+    check_against_inference_topdown(out['persons'], model, images / 'sunglasses.jpg')
+
+
+def check_against_inference_topdown(persons, model, image):
+    """The JSON's keypoints (2 decimals) are MMPose's for the same boxes."""
+    boxes = np.array([p['bbox'] for p in persons], np.float32)
     with torch.no_grad():
-        want = inference_topdown(model, str(images / 'sunglasses.jpg'), boxes)
-    for p, w in zip(out['persons'], want):
+        want = inference_topdown(model, str(image), boxes)
+    for p, w in zip(persons, want):
         np.testing.assert_allclose(p['keypoints'], w.pred_instances.keypoints[0], atol=0.006)
         np.testing.assert_allclose(p['keypoint_scores'], w.pred_instances.keypoint_scores[0],
                                    atol=1e-3)
+
+
+def test_compiled_pose_model_gives_the_same_keypoints(tmp_path, tiny_models, images):
+    """--compile on (fp32 here, so that it can be compared on every CPU): the persons of
+    the uncompiled model; fp32 kernels of inductor and eager differ by rounding only."""
+    res = run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path, '--precision', 'fp32',
+                    '--compile', 'on'] + tiny_models)
+    out = json.loads((tmp_path / 'sunglasses.jpg.json').read_text())
+    assert 1 <= len(out['persons']) <= 3
+    cfg = tiny_models[tiny_models.index('--pose-config') + 1]
+    ckpt = tiny_models[tiny_models.index('--pose-checkpoint') + 1]
+    model = init_model(cfg, ckpt, device='cpu')
+    fold_batchnorm(model)
+    boxes = np.array([p['bbox'] for p in out['persons']], np.float32)
+    with torch.no_grad():
+        want = inference_topdown(model, str(images / 'sunglasses.jpg'), boxes)
+    got_kpts = np.array([p['keypoints'] for p in out['persons']])
+    want_kpts = np.stack([w.pred_instances.keypoints[0] for w in want])
+    np.testing.assert_allclose([p['keypoint_scores'] for p in out['persons']],
+                               [w.pred_instances.keypoint_scores[0] for w in want], atol=1e-4)
+    # inductor sums in another order (fp32 heatmaps differ by ~1e-6 relative); on this
+    # random model's flat heatmaps that can tip a near-tie of the arg-max or of the
+    # sub-pixel step of single keypoints, but not of most
+    dist = np.linalg.norm(got_kpts - want_kpts, axis=-1)
+    assert np.median(dist) <= 0.006 and (dist <= 0.006).mean() >= 0.8, dist
+    assert 'torch.compile: on (--compile on, fp32)' in res.stderr  # forced, not chosen
+    bad = run_demo([images / 'sunglasses.jpg', '--out-dir', tmp_path / 'bad', '--compile', 'on',
+                    '--precision', 'fp16'] + tiny_models, check=False)
+    assert bad.returncode != 0 and '--compile on runs the PyTorch model in fp32 or bf16' in \
+        bad.stderr
+
+
+def test_compile_auto_is_chosen_for_long_bf16_jobs_only():
+    from test_demo_outputs import demo
+
+    from vitpose_plugin.deploy.auto import COMPILE_MIN_IMAGES
+    args = demo.parse_args([])
+    assert args.compile == 'auto'
+    have_compiler = demo.choose_compile('bf16', 'cpu', None)[1] != \
+        'no C++ compiler (g++, clang++) for inductor'
+    assert demo.decide_compile(args, 'bf16', None) is have_compiler  # a video
+    assert demo.decide_compile(args, 'bf16', COMPILE_MIN_IMAGES) is have_compiler
+    assert demo.decide_compile(args, 'bf16', COMPILE_MIN_IMAGES - 1) is False
+    assert demo.decide_compile(args, 'fp32', None) is False  # compiling pays on bf16
+    assert demo.decide_compile(args, 'int8', None) is False
+    assert demo.choose_compile('bf16', 'cuda', None)[0] is False  # CPUs only
+    smoke = demo.parse_args(['--random-weights'])
+    assert demo.decide_compile(smoke, 'bf16', None) is False
+    forced = demo.parse_args(['--compile', 'on'])
+    assert demo.decide_compile(forced, 'fp32', 3) is True
+    with pytest.raises(demo.InputError, match='not with --attention-keypoint'):
+        demo.decide_compile(demo.parse_args(['--compile', 'on', '--attention-keypoint',
+                                             'nose']), 'fp32', 1)
+    assert demo.job_images(['a.jpg', 'b.png']) == 2 and demo.job_images(['a.jpg', 'c.mp4']) is None
 
 
 def test_onnxruntime_backend(tmp_path, tiny_models, images):

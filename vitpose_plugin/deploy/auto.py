@@ -18,6 +18,9 @@ import torch
 ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16',
              'amx_tile', 'amx_bf16', 'amx_int8')
 BF16_UNITS = ('amx_bf16', 'avx512_bf16')
+# compiling costs tens of seconds per batch size on a 2-core CPU and saves tens of ms per
+# person crop: below this many images it does not pay
+COMPILE_MIN_IMAGES = 100
 
 
 def cpu_flags() -> Tuple[str, ...]:
@@ -56,3 +59,20 @@ def choose_precision(device: str = 'cpu', int8_ready: bool = False,
     return 'fp32', ('the CPU has no bf16 units and int8 needs calibration data (calibration= '
                     'or onnx_file=, the demo\'s --calibration / --onnx-file): fp32')
 
+
+
+def choose_compile(precision: str, device: str = 'cpu',
+                   images: Optional[int] = None) -> Tuple[bool, str]:
+    """``(compile, why)`` for a job of ``images`` images or frames (None: a video or
+    another long job) at the resolved ``precision``."""
+    from .torch_compile import compiler_available
+    if not str(device).startswith('cpu'):
+        return False, 'compilation is chosen automatically on CPUs only (--compile on forces it)'
+    if precision != 'bf16':
+        return False, f'precision {precision}: compiling pays on the bf16 path'
+    if not compiler_available():
+        return False, 'no C++ compiler (g++, clang++) for inductor'
+    if images is not None and images < COMPILE_MIN_IMAGES:
+        return False, (f'{images} image(s): compiling (tens of seconds per batch size) would '
+                       f'not pay below {COMPILE_MIN_IMAGES}')
+    return True, 'bf16 on this CPU, and a job long enough to repay compiling'
