@@ -83,6 +83,7 @@ from vitpose_plugin.deploy import (
 )
 from vitpose_plugin.deploy.auto import COMPILE_MIN_IMAGES, choose_compile
 from vitpose_plugin.deploy.precision import resolve_precision
+from vitpose_plugin.deploy.torch_compile import compiler_available
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = str(REPO / 'demo' / 'resources')
@@ -181,6 +182,9 @@ def decide_compile(args, precision: str, images: Optional[int]) -> bool:
         if refused:
             raise InputError(f'--compile on runs the PyTorch model in fp32 or bf16, not with '
                              f'{refused}')
+        if str(args.device).startswith('cpu') and not compiler_available():
+            raise InputError('--compile on: torch.compile needs a C++ compiler on CPUs (g++ '
+                             'or clang++ on PATH, or CXX); none was found; use --compile off')
         print_log(f'torch.compile: on (--compile on, {precision}); the first batch of each '
                   'size compiles', logger='current')
         return True
@@ -237,7 +241,7 @@ def build_pipeline(args, images: Optional[int] = 0) -> TopdownPipeline:
             precision = resolve_precision(pose, precision, **options)
             compile = decide_compile(args, precision, images)
             set_inference_precision(pose, precision, compile, **options)
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
+        except (ValueError, FileNotFoundError) as e:
             raise InputError(f'--precision {args.precision}: {e}') from e
     attention = None
     if args.attention_keypoint:

@@ -16,8 +16,13 @@ matmul speed (``docs/performance.md``).
 * The one-time cost is compilation on the first call of each chunk size (tens of seconds
   on a 2-core CPU); inductor caches compiled code on disk (``TORCHINDUCTOR_CACHE_DIR``,
   default ``/tmp/torchinductor_$USER``), which shortens it in later processes.
-* The weights are frozen into the compiled graphs: change them (load a checkpoint,
-  train) only after :func:`restore_eager` (``set_inference_precision(model, 'fp32')``).
+* The weights are frozen into the compiled graphs, and every graph holds its own
+  packed copy of them (about 0.2 GB per chunk size for ViTPose-B in bf16, 1.3 GB for
+  ViTPose-H). After changing the weights (loading a checkpoint, training), compile
+  again (``set_inference_precision(model, precision, compile=True)``): each
+  compilation has its own graphs, never those frozen with the old weights. Move the
+  model to its device before compiling.
+* Calls that record attention maps (``keep_attention``) run uncompiled.
 * BatchNorm after a transposed convolution (the classic decoder's) is folded by this
   module, into a copy of the part that is compiled: inductor's own folding (torch
   2.14) scales a transposed convolution's weight along its input channels, which
@@ -34,7 +39,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from .fold_batchnorm import fold_batchnorm
+from .fold_batchnorm import fold_batchnorm, foldable_pairs
 
 CHUNK_SIZES = (16, 4, 1)
 PARTS = ('backbone', 'neck', 'head')
@@ -75,6 +80,8 @@ def _slice(value, start: int, stop: int, batch: int):
         return value[start:stop] if value.ndim and value.shape[0] == batch else value
     if isinstance(value, (tuple, list)):
         return type(value)(_slice(v, start, stop, batch) for v in value)
+    if isinstance(value, dict):  # keyword arguments, e.g. ViTPose+'s dataset_idx
+        return {k: _slice(v, start, stop, batch) for k, v in value.items()}
     return value
 
 
@@ -87,71 +94,105 @@ def _cat(parts: list):
     raise TypeError(f'compiled forward: cannot join outputs of type {type(first).__name__}')
 
 
-def _transposed_conv_bn(module: nn.Module) -> bool:
-    """Whether ``module`` holds a ConvTranspose2d followed by a BatchNorm2d (in an
-    ``nn.Sequential``, the pattern :func:`fold_batchnorm` folds)."""
-    for seq in module.modules():
-        if isinstance(seq, nn.Sequential):
-            layers = list(seq)
-            if any(isinstance(a, nn.ConvTranspose2d) and isinstance(b, nn.BatchNorm2d)
-                   for a, b in zip(layers, layers[1:])):
-                return True
-    return False
-
-
 class CompiledForward:
     """A module's forward, compiled with freezing for no-grad eval calls.
 
+    The graphs are built on first use, each :class:`CompiledForward` with its own cache
+    (``isolate_recompiles``): a model compiled again after its weights changed never
+    runs graphs frozen with the old weights. ``fullgraph=True``: a part that dynamo
+    cannot capture whole (e.g. ViTPose+'s expert routing, which depends on the data)
+    runs its own forward, with a warning naming it, instead of a patchwork of graphs.
+
     Args:
         module: the module whose ``forward`` this replaces.
+        name: the part's name, for messages.
         strict: raise when compiling fails (default: warn and run eagerly).
     """
 
-    def __init__(self, module: nn.Module, strict: bool = False):
+    def __init__(self, module: nn.Module, name: str = '', strict: bool = False):
         self.module = module
-        self.eager = module.forward  # the bound forward of the class
-        target = module
-        if _transposed_conv_bn(module):  # not inductor's folding (see the module doc)
-            target = copy.deepcopy(module)
-            fold_batchnorm(target)
-        self.compiled = torch.compile(target.forward, dynamic=False)
+        self.name = name or type(module).__name__
         self.strict = strict
         self.error = None
-        self.sizes = set()  # chunk sizes compiled so far
+        self.sizes = set()  # chunk sizes run compiled so far
+        self._compiled = None
+        self._failure = None
+        self._recorders = None  # built on first use (a copy's modules come later)
 
-    def _run(self, args, kwargs):
+    def __deepcopy__(self, memo):  # a copied model compiles its own graphs
+        return CompiledForward(copy.deepcopy(self.module, memo), self.name, self.strict)
+
+    @property
+    def eager(self) -> Callable:
+        """The module's own forward."""
+        return type(self.module).forward.__get__(self.module)
+
+    def _build(self):
+        target = self.module
+        if any(isinstance(seq._modules[a], nn.ConvTranspose2d)
+               for seq, a, _ in foldable_pairs(target)):  # not inductor's (module doc)
+            target = copy.deepcopy(target)
+            target.__dict__.pop('forward', None)
+            fold_batchnorm(target)
+        forward = type(target).forward.__get__(target)
+        return torch.compile(forward, dynamic=False, fullgraph=True, isolate_recompiles=True,
+                             recompile_limit=len(CHUNK_SIZES) + 2)
+
+    def _run(self, size: int, args, kwargs):
+        """The compiled output, or None when compiling this size failed (the caller
+        then runs the eager forward, which tells a failure of the inputs from one of
+        the compiler)."""
         from torch._inductor import config
-        with config.patch(freezing=True):
-            return self.compiled(*args, **kwargs)
+        try:
+            if self._compiled is None:
+                self._compiled = self._build()
+            # freezing must be on while dynamo traces: it then guards the parameters by
+            # identity (inductor's ``options`` would freeze without those guards)
+            with config.patch(freezing=True):
+                out = self._compiled(*args, **kwargs)
+        except Exception as e:
+            if self.strict or size in self.sizes:  # compiled before: not the compiler
+                raise
+            self._failure = (size, e)
+            return None
+        self.sizes.add(size)
+        return out
+
+    def _eager_instead(self, args, kwargs):
+        """After a failed compilation: the eager forward (its own error is the
+        caller's, and compiling stays on); if it runs, compiling is off for good."""
+        out = self.eager(*args, **kwargs)
+        size, e = self._failure
+        self.error = e
+        print_log(f'torch.compile of {self.name} (batch {size}) failed, it runs uncompiled: '
+                  f'{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}',
+                  logger='current', level=30)
+        return out
 
     def __call__(self, *args, **kwargs):
+        if self._recorders is None:
+            # modules that record attention maps per call (``keep_attention``): recording
+            # runs eagerly, so that the maps are the whole batch's, on the model itself
+            self._recorders = [m for m in self.module.modules()
+                               if hasattr(m, 'keep_attention')]
         batch = _batch(args[0]) if args else None
         if (self.module.training or torch.is_grad_enabled() or self.error is not None
-                or batch is None or batch == 0):
+                or not batch or any(m.keep_attention for m in self._recorders)):
             return self.eager(*args, **kwargs)
-        try:
-            sizes = chunks(batch)
-            if len(sizes) == 1:
-                out = self._run(args, kwargs)
-            else:
-                parts, start = [], 0
-                for size in sizes:
-                    stop = start + size
-                    parts.append(self._run(_slice(args, start, stop, batch),
-                                           _slice(kwargs, start, stop, batch)
-                                           if kwargs else {}))
-                    start = stop
-                out = _cat(parts)
-            self.sizes.update(sizes)
-            return out
-        except Exception as e:
-            if self.strict:
-                raise
-            self.error = e
-            print_log(f'torch.compile of {type(self.module).__name__} failed '
-                      f'({type(e).__name__}: {str(e)[:300]}); it runs eagerly',
-                      logger='current', level=30)
-            return self.eager(*args, **kwargs)
+        sizes = chunks(batch)
+        if len(sizes) == 1:
+            out = self._run(batch, args, kwargs)
+            return self._eager_instead(args, kwargs) if out is None else out
+        parts, start = [], 0
+        for size in sizes:
+            stop = start + size
+            out = self._run(size, _slice(args, start, stop, batch),
+                            _slice(kwargs, start, stop, batch))
+            if out is None:
+                return self._eager_instead(args, kwargs)
+            parts.append(out)
+            start = stop
+        return _cat(parts)
 
 
 def _parts(model: nn.Module) -> Dict[str, nn.Module]:
@@ -169,28 +210,25 @@ def _parts(model: nn.Module) -> Dict[str, nn.Module]:
 def compile_inference(model: nn.Module, strict: bool = False) -> Callable[[], None]:
     """Compile the inference forward of ``model``'s backbone, neck and head(s); returns
     the undo (the same as :func:`restore_eager`)."""
-    if model.training:
-        raise ValueError('compile_inference: call model.eval() first; only inference '
-                         'runs compiled')
     device = next(model.parameters()).device
     if device.type == 'cpu' and not compiler_available():
         raise RuntimeError('torch.compile on a CPU needs a C++ compiler (g++ or clang++ on '
                            'PATH, or CXX / torch._inductor.config.cpp.cxx); none was found')
-    for module in _parts(model).values():
-        if isinstance(module.__dict__.get('forward'), CompiledForward):
-            continue
-        module.forward = CompiledForward(module, strict)
+    for name, module in _parts(model).items():
+        if not isinstance(module.__dict__.get('forward'), CompiledForward):
+            module.forward = CompiledForward(module, name, strict)
     return lambda: restore_eager(model)
 
 
 def restore_eager(model: nn.Module) -> None:
-    """Give back the modules' own forwards (and drop the compiled graphs)."""
+    """Give back the modules' own forwards; the compiled graphs (and the packed weights
+    they hold) go with the last reference to them."""
     for module in _parts(model).values():
         if isinstance(module.__dict__.get('forward'), CompiledForward):
             del module.forward
 
 
 def compiled_sizes(model: nn.Module) -> Dict[str, List[int]]:
-    """Which chunk sizes each compiled part has compiled so far."""
+    """Which chunk sizes each compiled part has run compiled so far."""
     return {name: sorted(m.forward.sizes) for name, m in _parts(model).items()
             if isinstance(m.__dict__.get('forward'), CompiledForward)}
