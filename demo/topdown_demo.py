@@ -147,8 +147,9 @@ def parse_args(argv=None):
                    'else fp32; logged; bf16: weights in bf16; fp16: autocast; int8: '
                    'onnxruntime)')
     p.add_argument('--compile', choices=['auto', 'on', 'off'], default='auto',
-                   help='run the pose model through torch.compile (inductor, weights '
-                   'frozen): the fastest bf16 path on CPUs, after compiling once per batch '
+                   help='run the pose model, and the detector\'s backbone and neck, through '
+                   'torch.compile (inductor, weights frozen): the fastest bf16 path on '
+                   'CPUs, after compiling once per batch '
                    'size (tens of seconds on a 2-core CPU; cached on disk). auto: on for '
                    'bf16 on a CPU with a C++ compiler, for a video or at least '
                    f'{COMPILE_MIN_IMAGES} images; logged')
@@ -217,6 +218,7 @@ def build_pipeline(args, images: Optional[int] = 0) -> TopdownPipeline:
     pose.test_cfg['flip_test'] = pose.test_cfg.get('flip_test', False) and not (
         args.no_flip or args.random_weights)  # a smoke run: half the pose work
     fold_batchnorm(pose)  # inference only: same heatmaps, fewer operations
+    compile = False  # the pose model's and the detector's
     if args.backend == 'onnxruntime' and args.onnx_file:
         check_onnx_graph(pose, args.onnx_file)
     if args.backend == 'onnxruntime':
@@ -264,7 +266,7 @@ def build_pipeline(args, images: Optional[int] = 0) -> TopdownPipeline:
         detector = build_detector(args.det_model, args.det_config, args.det_checkpoint,
                                   args.device, args.random_weights)
         # the detector's convolutions in the pose model's precision where it is bf16/fp16
-        set_detector_precision(detector, inference_precision(pose))
+        set_detector_precision(detector, inference_precision(pose), compile)
     return TopdownPipeline(pose, detector, classes or (0, ), args.bbox_thr, args.nms_thr,
                            args.kpt_thr, args.draw_heatmap, attention, args.random_weights,
                            max_persons)

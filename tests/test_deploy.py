@@ -204,8 +204,9 @@ def test_onnxruntime_backend_gives_the_same_keypoints_through_inference_topdown(
 
 
 def test_detector_precision_runs_its_convolutions_in_bf16(tiny_models, images):
-    """The detector's backbone and neck under bf16 autocast give fp32 features within
-    bf16 rounding of fp32's, and boxes through the same decoding and NMS."""
+    """The detector's backbone and neck under bf16 autocast (eager, and compiled) give
+    fp32 features within bf16 rounding of fp32's, and boxes through the same decoding and
+    NMS."""
     import cv2
     from mmdet.apis import init_detector
 
@@ -224,8 +225,14 @@ def test_detector_precision_runs_its_convolutions_in_bf16(tiny_models, images):
             assert 0 < (w - g).abs().max() <= 0.05 * w.abs().max()
         # the tiny detector's forced scores tie, so which tied box wins may change
         assert boxes16.shape[1] == 5 and len(boxes16) > 0 and len(boxes32) > 0
+        set_detector_precision(det, 'bf16', compile=True)  # as the demo's --compile
+        compiled = det.extract_feat(x)
+        assert det.backbone.forward.sizes == {1} and det.neck.forward.sizes == {1}
+        for w, g in zip(want, compiled):  # the same bf16 arithmetic, fused and frozen
+            assert g.dtype == torch.float32 and (w - g).abs().max() <= 0.05 * w.abs().max()
         set_detector_precision(det, 'fp32')
         assert all(torch.equal(w, g) for w, g in zip(want, det.extract_feat(x)))
+        assert 'forward' not in vars(det.backbone)
 
 
 def test_compiled_bf16_runs_each_batch_in_chunks_and_comes_back_eager():
