@@ -40,18 +40,22 @@ from vitpose_plugin.deploy import (
     set_inference_precision,
     use_onnxruntime,
 )
+from vitpose_plugin.deploy.auto import choose_compile
+from vitpose_plugin.deploy.precision import resolve_precision
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STAGES = ('read', 'detect', 'pose', 'draw', 'write')
 POSE_CONFIG = osp.join(REPO, 'configs', 'vitpose', 'coco',
                        'td-hm_vitpose-base_8xb64-210e_coco-256x192.py')
 # (detector preset, flip test, pose backend or precision); the first is the demo's
-# default (precision 'auto'), the second the fp32 default it is compared with
+# default for a few images (precision 'auto'), the second the fp32 default it is compared
+# with, the last the demo's default for a video or many images (compiled where 'auto'
+# gives bf16: its first pass, untimed, compiles)
 SETTINGS = [('rtmdet-m', True, 'auto'), ('rtmdet-m', True, 'pytorch'),
             ('rtmdet-m', False, 'pytorch'),
             ('rtmdet-nano', True, 'pytorch'), ('rtmdet-nano', False, 'pytorch'),
             ('rtmdet-nano', False, 'onnxruntime'), ('rtmdet-nano', False, 'int8'),
-            ('faster-rcnn', True, 'pytorch')]
+            ('faster-rcnn', True, 'pytorch'), ('rtmdet-m', True, 'auto+compile')]
 BASELINE_IMAGES_PER_S = 0.14  # Faster R-CNN + ViTPose-B with flip, before the presets
 
 
@@ -98,8 +102,13 @@ def build_pose(args, flip, backend):
     fold_batchnorm(pose)
     if backend == 'onnxruntime':
         use_onnxruntime(pose)
-    elif backend in ('int8', 'auto', 'bf16'):  # int8: calibrated on the shared COCO people
-        set_inference_precision(pose, backend, calibration=osp.join(args.data, 'test_coco.json'))
+    elif backend in ('int8', 'auto', 'bf16', 'auto+compile'):
+        # int8: calibrated on the shared COCO people; compiled as the demo's --compile auto
+        calibration = osp.join(args.data, 'test_coco.json')
+        precision = resolve_precision(pose, backend.split('+')[0], calibration=calibration)
+        compile = backend.endswith('+compile') and choose_compile(precision, args.device)[0]
+        set_inference_precision(pose, precision, compile, calibration=calibration)
+        pose.compiled = compile  # the detector too, as in the demo
     return pose
 
 
@@ -219,6 +228,7 @@ def main():
     tmp = tempfile.mkdtemp()
     settings = [SETTINGS[i] for i in args.settings] if args.settings else SETTINGS
     compare = {('rtmdet-m', True, 'auto'), ('rtmdet-m', True, 'pytorch'),
+               ('rtmdet-m', True, 'auto+compile'),
                ('rtmdet-nano', False, 'pytorch')}
     with torch.no_grad():
         for preset, flip, backend in settings:
@@ -233,8 +243,9 @@ def main():
             if random:
                 force_persons(detector, args.persons)
             pose = build_pose(args, flip, backend)
-            if backend == 'auto':  # the detector's convolutions in the pose's precision
-                set_detector_precision(detector, inference_precision(pose))
+            if backend.startswith('auto'):  # the detector's convolutions in the pose's precision
+                set_detector_precision(detector, inference_precision(pose),
+                                       getattr(pose, 'compiled', False))
                 print(f'auto: pose and detector in {inference_precision(pose)}')
             pipeline = TopdownPipeline(pose, detector)
             beside = None if inferencer is None else InferencerTimer(inferencer, tmp)

@@ -3,14 +3,16 @@ real people.
 
 The int8 backbone (``vitpose_plugin.deploy.int8``) is calibrated on ``--calibration``
 (default: the coco-mini-train people); bf16 is ``set_inference_precision(model,
-'bf16')`` (weights in bf16). Each is compared with fp32 on people int8 was not
+'bf16')`` (weights in bf16), ``bf16+compile`` the same run through ``torch.compile``
+(``compile=True``). Each is compared with fp32 on people int8 was not
 calibrated on: the shared COCO val images (ground-truth boxes) and OCHuman's, with the
 config's flip test. Reports, per precision and set: mean and minimum OKS of its
 keypoints against the fp32 ones (the dataset's sigmas, the person's area), the worst
 and mean keypoint distance in pixels at the 256x192 input scale, and COCO AP of fp32 and
 of it on the shared COCO images. Prints a table and writes JSON.
 
-    python -m benchmarks.int8_agreement CONFIG CHECKPOINT [--precisions int8 bf16]
+    python -m benchmarks.int8_agreement CONFIG CHECKPOINT [--precisions int8 bf16
+        bf16+compile]
         [--method percentile]
 """
 import argparse
@@ -34,7 +36,7 @@ def parse_args():
     p.add_argument('config')
     p.add_argument('checkpoint')
     p.add_argument('--precisions', nargs='+', default=['int8', 'bf16'],
-                   choices=['int8', 'bf16', 'fp16'])
+                   choices=['int8', 'bf16', 'bf16+compile', 'fp16'])
     p.add_argument('--calibration', default=DEFAULT_CALIBRATION)
     p.add_argument('--method', default='percentile', choices=['percentile', 'minmax'])
     p.add_argument('--num', type=int, default=256, help='calibration crops')
@@ -103,7 +105,8 @@ def main():
     for precision in args.precisions:
         options = dict(calibration=args.calibration, num=args.num, method=args.method) \
             if precision == 'int8' else {}
-        set_inference_precision(model, precision, **options)
+        set_inference_precision(model, precision.split('+')[0], precision.endswith('+compile'),
+                                **options)
         low = {name: predict(model, *data[name]) for name in SETS}
         set_inference_precision(model, 'fp32')
         aps[precision] = coco_ap(low[val], data[val][0], ann)

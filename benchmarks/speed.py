@@ -13,7 +13,9 @@ folded), and time every runtime with alternating runs at each batch size:
 * ``int8-dynamic``: onnxruntime's ``quantize_dynamic`` of the same layers (no calibration);
 * ``torch-int8-dynamic``: PyTorch's own x86 path, ``torch.ao.quantization.quantize_dynamic``
   on the backbone's Linear layers;
-* with ``--compile``: ``torch.compile`` (fp32, and bf16 with ``--precisions bf16``);
+* with ``--compile``: ``set_inference_precision(model, precision, compile=True)``
+  (``torch.compile`` with inductor's freezing; fp32, and bf16 with ``--precisions
+  bf16``); its first call at each batch size compiles, and that time is reported;
   with ``--hf``: transformers' ViTPose (exported by ``tools/export_hf.py``'s mapping);
 * with ``--precisions bf16``: ``plugin-bf16``, the shipped path
   (``set_inference_precision(model, 'bf16')``: weights in bf16, norm layers fp32, fp32
@@ -65,7 +67,8 @@ def parse_args():
     p.add_argument('--precisions', nargs='+', default=['fp32'], choices=['fp32', 'bf16'])
     p.add_argument('--impls', nargs='+', help='only these rows (default: all that apply)')
     p.add_argument('--device', default='cpu')
-    p.add_argument('--compile', action='store_true', help='add torch.compile (fp32)')
+    p.add_argument('--compile', action='store_true',
+                   help='add the compiled paths (fp32, and bf16 with --precisions bf16)')
     p.add_argument('--hf', action='store_true', help="add transformers' VitPose (fp32)")
     p.add_argument('--profile', action='store_true', help='fp32 time by operator')
     p.add_argument('--calibration', default=osp.join(SHARED, 'coco', 'test_coco.json'),
@@ -127,14 +130,12 @@ def plugin_runtimes(model, arch, args, tmp):
                                    onnx_file=sessions.get('int8'))
     print(f'{arch}: auto picked {inference_precision(auto)}')
     run['auto'] = auto._forward
-    if args.compile:
-        for name in ['plugin'] + (['plugin-bf16'] if 'bf16' in args.precisions else []):
-            compiled = torch.compile(run[name])
-            t0 = time.perf_counter()
-            compiled(torch.randn(1, 3, h, w, device=args.device))
-            print(f'{arch}: torch.compile of {name} took {time.perf_counter() - t0:.0f} s '
-                  '(first call)')
-            run[f'{name}+compile'] = compiled
+    if args.compile:  # the shipped switch: set_inference_precision(..., compile=True)
+        for name, precision in (('plugin', 'fp32'), ('plugin-bf16', 'bf16')):
+            if precision in args.precisions:
+                compiled = set_inference_precision(copy.deepcopy(model), precision,
+                                                   compile=True)
+                run[f'{name}+compile'] = compiled._forward
     return run
 
 
@@ -208,7 +209,14 @@ def main():
         for batch in args.batches:
             x = torch.randn(batch, 3, 256, 192, device=args.device)
             want = runtimes[reference](x)
-            diffs = {k: float((fn(x) - want).abs().max()) for k, fn in runtimes.items()}
+            diffs, first_call = {}, {}
+            for k, fn in runtimes.items():  # the first call (compiles, for +compile)
+                t0 = time.perf_counter()
+                diffs[k] = float((fn(x) - want).abs().max())
+                first_call[k] = time.perf_counter() - t0
+                if k.endswith('+compile'):
+                    print(f'{arch} b{batch}: first call of {k} (compiles) took '
+                          f'{first_call[k]:.1f} s', flush=True)
             rounds = {name: [] for name in runtimes}
             for _ in range(args.rounds):  # alternate, keep each runtime's best
                 for name, fn in runtimes.items():
@@ -222,6 +230,7 @@ def main():
                 rows.append(dict(arch=arch, batch=batch, impl=name, img_per_s=ips,
                                  ratio=ips / base, reference=reference, spread=spread,
                                  round_seconds=rounds[name], max_abs_diff=diffs[name],
+                                 first_call_s=first_call[name],
                                  gflop_per_img=gflop, frac_fp32_peak=ips * gflop / 1e3 / peak))
                 print(f"{arch:6s} b{batch:<3d} {name:21s} {ips:8.2f} img/s  x{ips / base:.2f}"
                       f"  spread {spread:.2f}  |diff| {diffs[name]:.1e}", flush=True)
