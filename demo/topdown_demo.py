@@ -142,7 +142,7 @@ def parse_args(argv=None):
                    help='overlay which image regions this keypoint (e.g. left_wrist) attends '
                    'to in the last attention layer (TransPose, TokenPose, ViTPose)')
     p.add_argument('--precision', choices=PRECISIONS, default='auto',
-                   help='pose inference precision (auto: bf16 on CPUs with bf16 units and '
+                   help='pose inference precision (auto: bf16 on CPUs with AMX and on '
                    'GPUs, else int8 when --calibration or an int8 --onnx-file is given, '
                    'else fp32; logged; bf16: weights in bf16; fp16: autocast; int8: '
                    'onnxruntime)')

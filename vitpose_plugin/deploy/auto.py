@@ -3,12 +3,14 @@ agreement bound of fp32 (bf16: mean OKS >= 0.995; int8: >= 0.98).
 
 * CUDA: bf16 where the GPU has bf16 units (``torch.cuda.is_bf16_supported()``), else fp16
   (autocast).
-* CPU with bf16 units (``amx_bf16``: Intel Xeon from Sapphire Rapids on; ``avx512_bf16``:
-  Intel Cooper Lake, AMD Zen 4 / 5): bf16, weights stored in bf16
-  (:mod:`vitpose_plugin.deploy.bf16`); bf16 matmuls run 6x fp32 on AMX.
-* Other CPUs (AVX2, AVX-512 without bf16): int8 through onnxruntime, when calibration
-  data or a calibrated graph is given (int8 cannot be made without one); else fp32. bf16
-  there would emulate every multiply and run many times slower than fp32.
+* CPU with AMX (``amx_bf16``: Intel Xeon from Sapphire Rapids on): bf16, weights stored
+  in bf16 (:mod:`vitpose_plugin.deploy.bf16`); bf16 matmuls run 6x fp32 on AMX.
+* Other CPUs: int8 through onnxruntime, when calibration data or a calibrated graph is
+  given (int8 cannot be made without one); else fp32. That includes CPUs with
+  AVX512-BF16 but no AMX (Intel Cooper Lake, AMD Zen 4 / 5): their bf16 instructions
+  run the ViTPose-B matmuls slower than fp32's FMAs (0.65-0.76x fp32 measured on a
+  Sapphire Rapids core with oneDNN limited to AVX512-BF16; ``docs/performance.md``),
+  and without bf16 instructions bf16 is emulated, many times slower.
 """
 from typing import Optional, Tuple
 
@@ -17,7 +19,8 @@ import torch
 # instruction-set flags (as /proc/cpuinfo names them) that decide which kernels run
 ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16',
              'amx_tile', 'amx_bf16', 'amx_int8')
-BF16_UNITS = ('amx_bf16', 'avx512_bf16')
+BF16_UNITS = ('amx_bf16', 'avx512_bf16')  # bf16 instructions: bf16 runs, not emulated
+BF16_FAST = ('amx_bf16', )  # bf16 matmuls faster than fp32 (measured; the module doc)
 # compiling costs tens of seconds per batch size on a 2-core CPU and saves tens of ms per
 # person crop: below this many images it does not pay
 COMPILE_MIN_IMAGES = 100
@@ -50,14 +53,15 @@ def choose_precision(device: str = 'cpu', int8_ready: bool = False,
             return 'bf16', 'the GPU has bf16 units'
         return 'fp16', 'the GPU has no bf16 units: fp16 autocast'
     flags = cpu_flags() if flags is None else flags
-    units = [f for f in BF16_UNITS if f in flags]
-    if units:
-        return 'bf16', f"the CPU has bf16 units ({', '.join(units)})"
+    if any(f in flags for f in BF16_FAST):
+        return 'bf16', 'the CPU has AMX bf16 tiles (amx_bf16)'
+    no_amx = ('the CPU has AVX512-BF16 but no AMX, where bf16 runs slower than fp32'
+              if 'avx512_bf16' in flags else 'the CPU has no bf16 units')
     if int8_ready:
-        return 'int8', ('the CPU has no bf16 units (' + (', '.join(flags) or 'no AVX2')
-                        + '); int8 linear layers through onnxruntime')
-    return 'fp32', ('the CPU has no bf16 units and int8 needs calibration data (calibration= '
-                    'or onnx_file=, the demo\'s --calibration / --onnx-file): fp32')
+        return 'int8', (f"{no_amx} ({', '.join(flags) or 'no AVX2'}); int8 linear layers "
+                        'through onnxruntime')
+    return 'fp32', (f'{no_amx}, and int8 needs calibration data (calibration= or '
+                    "onnx_file=, the demo's --calibration / --onnx-file): fp32")
 
 
 

@@ -8,10 +8,10 @@ on a GPU and, on a CPU, bf16 autocast with a plain optimiser step::
     optim_wrapper = dict(type='MixedPrecisionOptimWrapper', dtype='auto', optimizer=...)
 
 ``dtype='auto'`` trains in bf16 where that pays: on GPUs (fp16 with loss scaling where
-the GPU has no bf16 units) and on CPUs with bf16 units (``amx_bf16``, ``avx512_bf16``);
-on other CPUs, which would emulate every bf16 multiply, it trains in fp32 and logs what
-it picked. ``dtype='bfloat16'`` (the default) forces bf16 everywhere. The parameters,
-gradients and optimiser state stay fp32 throughout.
+the GPU has no bf16 units) and on CPUs with AMX (``amx_bf16``); on other CPUs, whose
+bf16 matmuls run slower than fp32 (AVX512-BF16 without AMX) or are emulated, it trains in
+fp32 and logs what it picked. ``dtype='bfloat16'`` (the default) forces bf16
+everywhere. The parameters, gradients and optimiser state stay fp32 throughout.
 """
 from contextlib import contextmanager
 
@@ -21,14 +21,14 @@ from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
-from vitpose_plugin.deploy.auto import BF16_UNITS, cpu_flags
+from vitpose_plugin.deploy.auto import BF16_FAST, cpu_flags
 
 
 def training_dtype(device: str) -> str:
     """What ``dtype='auto'`` trains in on ``device``: 'bfloat16', 'float16' or
     'float32'."""
     if device == 'cpu':
-        return 'bfloat16' if any(f in cpu_flags() for f in BF16_UNITS) else 'float32'
+        return 'bfloat16' if any(f in cpu_flags() for f in BF16_FAST) else 'float32'
     if device == 'cuda' and not torch.cuda.is_bf16_supported():
         return 'float16'
     return 'bfloat16'
