@@ -256,13 +256,19 @@ def resume_after_sigkill_matches(config, coco_dir, tmp_path, kill_at, last):
 
 
 # ------------------------------------------------------------------ the demo
+def uncompiled(args):
+    """Demo arguments with ``--compile off`` added unless they hold ``--compile``."""
+    return args if '--compile' in args else args + ['--compile', 'off']
+
+
 def run_demo(args, check=True, in_process=True):
     """``python demo/topdown_demo.py ARGS``: what it prints (stdout; stderr with the log)
     and its exit status, as a ``CompletedProcess``. In this process through the demo's
     ``main(argv)`` (a refusal's ``SystemExit`` message goes to stderr with status 1, as
     Python prints it), or as its own process with ``in_process=False`` (the tests whose
-    point is the command line itself)."""
-    args = [str(a) for a in args]
+    point is the command line itself). ``--compile off`` unless ``args`` choose: 'auto'
+    compiles videos on AMX CPUs only, for tens of seconds; the compile tests force it."""
+    args = uncompiled([str(a) for a in args])
     if not in_process:
         res = subprocess.run([sys.executable, DEMO] + args, capture_output=True, text=True,
                              cwd=REPO)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import DEMO
+from helpers import DEMO, uncompiled
 from vitpose_plugin.apis.topdown_pipeline import TopdownPipeline
 
 
@@ -65,10 +65,10 @@ def boxes_file(tmp_path, entries):
 
 
 def run(args, tiny_models, capsys):
-    """main() in-process: (exit status, stdout, stderr)."""
+    """main() in-process: (exit status, stdout, stderr); uncompiled (``run_demo``)."""
     code = 0
     try:
-        demo.main([str(a) for a in args] + tiny_models)
+        demo.main(uncompiled([str(a) for a in args] + tiny_models))
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
         if isinstance(e.code, str):
