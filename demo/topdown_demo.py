@@ -453,7 +453,12 @@ def main(argv=None):
         raise SystemExit(f'error: {e}')
     failed, stop = [], None
     in_main = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    old_handlers, old_mask = {}, None
+    if in_main:  # Ctrl-C and SIGTERM stop the demo whatever the process set before
+        old_handlers = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+                        signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate)}
+        if hasattr(signal, 'pthread_sigmask'):
+            old_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, set(old_handlers))
     try:
         with torch.no_grad():
             for path in tqdm(inputs, desc='topdown demo', unit='input',
@@ -471,7 +476,11 @@ def main(argv=None):
         stop = 'SIGTERM' if isinstance(e, Terminated) else 'SIGINT'
     finally:
         if in_main:
-            signal.signal(signal.SIGTERM, old_term)
+            for signum, handler in old_handlers.items():
+                if handler is not None:  # None: set outside Python, left as it is
+                    signal.signal(signum, handler)
+            if old_mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     if runner.missing:
         print(f'warning: --bboxes {args.bboxes} has no boxes for {len(runner.missing)} '
               f'input(s) / frame(s), which get no persons: {", ".join(runner.missing[:20])}'

@@ -146,7 +146,9 @@ def test_failed_video_keeps_its_finished_frames(tmp_path, tiny_models, images, c
 @pytest.mark.parametrize('signum,code', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_finalises_the_video(tmp_path, tiny_models, capsys, monkeypatch, signum, code):
     """Ctrl-C / SIGTERM at frame 5: the video plays with the 5 finished frames, the JSON
-    holds them, and while it ran the JSON Lines stream had every finished frame."""
+    holds them, and while it ran the JSON Lines stream had every finished frame; also
+    where the process ignored and blocked both signals before (the demo owns them while
+    it runs, and gives the process its settings back)."""
     make_video(tmp_path / 'clip.mp4', 40)
     out = tmp_path / 'out'
     estimate, streamed = TopdownPipeline.estimate, []
@@ -159,9 +161,18 @@ def test_signal_finalises_the_video(tmp_path, tiny_models, capsys, monkeypatch, 
         return estimate(self, img, boxes)
 
     monkeypatch.setattr(TopdownPipeline, 'estimate', interrupt_at_frame_5)
-    status, _, err = run([tmp_path / 'clip.mp4', '--out-dir', out] + boxes_file(
-        tmp_path, {str(t): [[10, 5, 60, 60, 0.9]] for t in range(40)}),
-        pose_only(tiny_models), capsys)
+    ignored = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(ignored))
+    try:
+        status, _, err = run([tmp_path / 'clip.mp4', '--out-dir', out] + boxes_file(
+            tmp_path, {str(t): [[10, 5, 60, 60, 0.9]] for t in range(40)}),
+            pose_only(tiny_models), capsys)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # given back
+        assert signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for s, handler in ignored.items():
+            signal.signal(s, handler)
     assert status == code and 'stopped' in err
     assert streamed == [0, 1, 2, 3, 4, 5]
     result = json.loads((out / 'clip.mp4.json').read_text())
