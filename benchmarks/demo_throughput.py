@@ -42,6 +42,7 @@ from vitpose_plugin.deploy import (
 )
 from vitpose_plugin.deploy.auto import choose_compile
 from vitpose_plugin.deploy.precision import resolve_precision
+from vitpose_plugin.deploy.torch_compile import compiled_sizes
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STAGES = ('read', 'detect', 'pose', 'draw', 'write')
@@ -108,7 +109,6 @@ def build_pose(args, flip, backend):
         precision = resolve_precision(pose, backend.split('+')[0], calibration=calibration)
         compile = backend.endswith('+compile') and choose_compile(precision, args.device)[0]
         set_inference_precision(pose, precision, compile, calibration=calibration)
-        pose.compiled = compile  # the detector too, as in the demo
     return pose
 
 
@@ -245,7 +245,7 @@ def main():
             pose = build_pose(args, flip, backend)
             if backend.startswith('auto'):  # the detector's convolutions in the pose's precision
                 set_detector_precision(detector, inference_precision(pose),
-                                       getattr(pose, 'compiled', False))
+                                       bool(compiled_sizes(pose)))  # compiled as the pose
                 print(f'auto: pose and detector in {inference_precision(pose)}')
             pipeline = TopdownPipeline(pose, detector)
             beside = None if inferencer is None else InferencerTimer(inferencer, tmp)

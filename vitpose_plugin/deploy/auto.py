@@ -64,7 +64,6 @@ def choose_precision(device: str = 'cpu', int8_ready: bool = False,
                     "onnx_file=, the demo's --calibration / --onnx-file): fp32")
 
 
-
 def choose_compile(precision: str, device: str = 'cpu',
                    images: Optional[int] = None) -> Tuple[bool, str]:
     """``(compile, why)`` for a job of ``images`` images or frames (None: a video or

@@ -96,8 +96,7 @@ def resolve_precision(model, precision: str, **int8_options) -> str:
 
 def set_inference_precision(model, precision: str, compile: bool = False,
                             **int8_options):
-    """Switch ``model`` (a built top-down estimator, in eval mode for ``compile``) to
-    ``precision``; returns it.
+    """Switch ``model`` (a built top-down estimator) to ``precision``; returns it.
 
     ``compile``: also compile the inference forward
     (:func:`vitpose_plugin.deploy.torch_compile.compile_inference`; fp32 and bf16, and
@@ -106,12 +105,12 @@ def set_inference_precision(model, precision: str, compile: bool = False,
     ``onnx_file`` is required there); with ``'auto'`` they also let it pick int8."""
     if precision not in PRECISIONS:
         raise ValueError(f'inference precision {precision!r}; choose one of {PRECISIONS}')
+    from .onnx import restore_pytorch_backbone
+    from .torch_compile import compile_inference, restore_eager
+    restore_eager(model)  # first: the compiled graphs hold the weights undone below
     _, undo = getattr(model, _STATE, ('fp32', []))
     for fn in reversed(undo):
         fn()
-    from .onnx import restore_pytorch_backbone
-    from .torch_compile import compile_inference, restore_eager
-    restore_eager(model)
     restore_pytorch_backbone(model)
     setattr(model, _STATE, ('fp32', []))
     precision = resolve_precision(model, precision, **int8_options)
@@ -135,8 +134,8 @@ def set_inference_precision(model, precision: str, compile: bool = False,
     elif precision == 'int8':
         from .int8 import quantize_backbone
         quantize_backbone(model, **int8_options)
-    if compile:
-        undo.append(compile_inference(model))  # after the casts: it freezes the weights
+    if compile:  # after the casts: it freezes the weights; undone by restore_eager above
+        compile_inference(model)
     setattr(model, _STATE, (precision, undo))
     return model
 
