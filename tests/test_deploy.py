@@ -242,7 +242,8 @@ def test_compiled_bf16_runs_each_batch_in_chunks_and_comes_back_eager():
     the model still trains): no-grad eval calls run inductor graphs with the weights
     frozen in, a batch of 5 as chunks of 4 and 1 (the tiny head's square 32 -> 32
     deconvolution with its BatchNorm is what inductor's own folding gets wrong); autograd
-    calls run eagerly; 'fp32' gives back the modules' own forwards and exact heatmaps;
+    calls and non-finite inputs run eagerly; 'fp32' gives back the modules' own forwards
+    and exact heatmaps;
     compiling again after the weights changed never runs the old frozen graphs."""
     from types import SimpleNamespace
 
@@ -260,6 +261,12 @@ def test_compiled_bf16_runs_each_batch_in_chunks_and_comes_back_eager():
         model.eval()
         got = model._forward(x)
         alone = model._forward(x[:1])  # sample 0 ran in the chunk of 4 above
+        poisoned = x[:1].clone()
+        poisoned[0, 0, 5, 5] = float('nan')
+        poisoned = model._forward(poisoned)
+    # one NaN pixel: attention spreads it to every heatmap eagerly, while the fused
+    # kernels would drop it, so such an input runs eagerly
+    assert poisoned.isnan().all()
     assert model.backbone.forward.error is None and model.head.forward.error is None
     assert compiled_sizes(model) == {'backbone': [1, 4], 'head': [1, 4]}
     assert got.dtype == torch.float32 and got.shape == want.shape

@@ -22,7 +22,9 @@ matmul speed (``docs/performance.md``).
   again (``set_inference_precision(model, precision, compile=True)``): each
   compilation has its own graphs, never those frozen with the old weights. Move the
   model to its device before compiling.
-* Calls that record attention maps (``keep_attention``) run uncompiled.
+* Calls that record attention maps (``keep_attention``) run uncompiled, and so do
+  inputs with NaN or infinite values: the fused kernels do not carry them through
+  (a crop with one NaN pixel gave finite heatmaps compiled, all-NaN ones eagerly).
 * BatchNorm after a transposed convolution (the classic decoder's) is folded by this
   module, into a copy of the part that is compiled: inductor's own folding (torch
   2.14) scales a transposed convolution's weight along its input channels, which
@@ -73,6 +75,15 @@ def _batch(value):
     if isinstance(value, (tuple, list)) and value:
         return _batch(value[0])
     return None
+
+
+def _finite(value) -> bool:
+    """Whether every floating-point tensor in ``value`` (tensors, tuples, lists) is finite."""
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, (tuple, list)):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _slice(value, start: int, stop: int, batch: int):
@@ -177,7 +188,8 @@ class CompiledForward:
                                if hasattr(m, 'keep_attention')]
         batch = _batch(args[0]) if args else None
         if (self.module.training or torch.is_grad_enabled() or self.error is not None
-                or not batch or any(m.keep_attention for m in self._recorders)):
+                or not batch or any(m.keep_attention for m in self._recorders)
+                or not _finite(args)):
             return self.eager(*args, **kwargs)
         sizes = chunks(batch)
         if len(sizes) == 1:
