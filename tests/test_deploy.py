@@ -243,8 +243,8 @@ def test_compiled_bf16_runs_each_batch_in_chunks_and_comes_back_eager():
     frozen in, a batch of 5 as chunks of 4 and 1 (the tiny head's square 32 -> 32
     deconvolution with its BatchNorm is what inductor's own folding gets wrong); autograd
     calls and non-finite inputs run eagerly; 'fp32' gives back the modules' own forwards
-    and exact heatmaps;
-    compiling again after the weights changed never runs the old frozen graphs."""
+    and exact heatmaps; compiling again after the weights changed never runs the old
+    frozen graphs."""
     from types import SimpleNamespace
 
     from vitpose_plugin.deploy import InferencePrecisionHook
