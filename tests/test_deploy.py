@@ -208,33 +208,53 @@ def test_onnxruntime_backend_gives_the_same_keypoints_through_inference_topdown(
 def test_detector_precision_runs_its_convolutions_in_bf16(tiny_models, images):
     """The detector's backbone and neck under bf16 autocast (eager, and compiled) give
     fp32 features within bf16 rounding of fp32's, and boxes through the same decoding and
-    NMS."""
+    NMS; RTMDet's head runs its stacked convolutions in bf16 and its prediction layers in
+    fp32."""
     import cv2
     from mmdet.apis import init_detector
 
-    from vitpose_plugin.apis.detectors import detect, set_detector_precision
+    from vitpose_plugin.apis.detectors import detect, prediction_layers, set_detector_precision
     det = init_detector(tiny_models[tiny_models.index('--det-config') + 1],
                         tiny_models[tiny_models.index('--det-checkpoint') + 1], device='cpu')
     img = cv2.imread(str(images / 'sunglasses.jpg'))
     x = torch.randn(1, 3, 160, 160)
-    with torch.no_grad():
-        want, boxes32 = det.extract_feat(x), detect(det, img, (0, ), 0.3, 0.3)
-        set_detector_precision(det, 'bf16')
-        got, boxes16 = det.extract_feat(x), detect(det, img, (0, ), 0.3, 0.3)
+    head, layers = det.bbox_head, prediction_layers(det.bbox_head)
+    assert len(layers) == 6  # class scores and box distances at 3 levels
+    out_dtypes = []
+    layers[-1].register_forward_hook(lambda m, a, out: out_dtypes.append(out.dtype))
+
+    def close(want, got, differ=True):  # a few convolutions and BNs, each rounding to 8 bits
         for w, g in zip(want, got):
             assert g.dtype == torch.float32
-            # a few layers of convolutions and BN, each rounding to 8 significant bits
-            assert 0 < (w - g).abs().max() <= 0.05 * w.abs().max()
+            assert (w - g).abs().max() <= 0.05 * w.abs().max()
+            assert (w - g).abs().max() > 0 or not differ
+
+    with torch.no_grad():
+        want, boxes32 = det.extract_feat(x), detect(det, img, (0, ), 0.3, 0.3)
+        scores32, dists32 = head(want)
+        set_detector_precision(det, 'bf16')
+        got, boxes16 = det.extract_feat(x), detect(det, img, (0, ), 0.3, 0.3)
+        close(want, got)
+        out_dtypes.clear()
+        scores, dists = head(want)
+        assert out_dtypes == [torch.float32]  # not bf16 as autocast alone would give
+        close(scores32, scores)
+        close(dists32, dists, differ=False)  # the fixture's box layers: zero weights
         # the tiny detector's forced scores tie, so which tied box wins may change
         assert boxes16.shape[1] == 5 and len(boxes16) > 0 and len(boxes32) > 0
         set_detector_precision(det, 'bf16', compile=True)  # as the demo's --compile
         compiled = det.extract_feat(x)
+        scores, dists = head(want)
         assert det.backbone.forward.sizes == {1} and det.neck.forward.sizes == {1}
-        for w, g in zip(want, compiled):  # the same bf16 arithmetic, fused and frozen
-            assert g.dtype == torch.float32 and (w - g).abs().max() <= 0.05 * w.abs().max()
+        assert head.forward.sizes == {1} and head.forward.error is None
+        close(want, compiled)  # the same bf16 arithmetic, fused and frozen
+        close(scores32, scores)
+        close(dists32, dists, differ=False)  # the fixture's box layers: zero weights
         set_detector_precision(det, 'fp32')
         assert all(torch.equal(w, g) for w, g in zip(want, det.extract_feat(x)))
-        assert 'forward' not in vars(det.backbone)
+        scores, dists = head(want)
+        assert all(map(torch.equal, list(scores32) + list(dists32), list(scores) + list(dists)))
+        assert not any('forward' in vars(m) for m in [det.backbone, head] + layers)
 
 
 def test_compiled_bf16_runs_each_batch_in_chunks_and_comes_back_eager():

@@ -39,6 +39,15 @@ PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16', 'int8')
 _STATE = '_vitpose_inference_precision'  # (name, undo callables) on the model
 
 
+def _first_tensor(args) -> Optional[torch.Tensor]:
+    """The first positional tensor argument, also the first of a tuple or list of them
+    (a detector head's feature levels)."""
+    first = args[0] if args else None
+    if isinstance(first, (tuple, list)) and first:
+        first = first[0]
+    return first if isinstance(first, torch.Tensor) else None
+
+
 class _Autocast:
     """Forward pre-/post-hooks that run a module under autocast in eval mode."""
 
@@ -47,9 +56,9 @@ class _Autocast:
         self.active: List[Optional[torch.autocast]] = []
 
     def enter(self, module, args):
-        ctx = None
-        if not module.training and args and isinstance(args[0], torch.Tensor):
-            ctx = torch.autocast(device_type=args[0].device.type, dtype=self.dtype)
+        ctx, first = None, _first_tensor(args)
+        if not module.training and first is not None:
+            ctx = torch.autocast(device_type=first.device.type, dtype=self.dtype)
             ctx.__enter__()
         self.active.append(ctx)
 
