@@ -145,9 +145,9 @@ def parse_args(argv=None):
                    help='pose inference precision (auto: bf16 on CPUs with AMX and on '
                    'GPUs, else int8 when --calibration or an int8 --onnx-file is given, '
                    'else fp32; logged; bf16: weights in bf16; fp16: autocast; int8: '
-                   'onnxruntime)')
+                   'onnxruntime; the detector follows in bf16 and fp16)')
     p.add_argument('--compile', choices=['auto', 'on', 'off'], default='auto',
-                   help='run the pose model, and the detector\'s backbone and neck, through '
+                   help='run the pose model and the detector through '
                    'torch.compile (inductor, weights frozen): the fastest bf16 path on '
                    'CPUs, after compiling once per batch '
                    'size (tens of seconds on a 2-core CPU; cached on disk). auto: on for '
