@@ -65,14 +65,21 @@ def installed_package() -> Path:
     return target
 
 
+def load_script(script):
+    """The module of a script of the repository (``script`` relative to it, e.g.
+    ``tools/make_metainfo.py``), imported from its file."""
+    spec = importlib.util.spec_from_file_location(Path(script).stem, REPO / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_main(script, *args):
     """``python SCRIPT ARGS`` (``script`` relative to the repository, e.g.
     ``tools/convert_checkpoint.py``) in this process through the script's ``main(argv)``;
     returns what it printed. A refusal raises the script's ``SystemExit`` (its message is
     what the command line prints before exiting with status 1)."""
-    spec = importlib.util.spec_from_file_location(Path(script).stem, REPO / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(script)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         module.main([str(a) for a in args])
@@ -274,9 +281,7 @@ def run_demo(args, check=True, in_process=True):
                              cwd=REPO)
     else:
         from mmengine.logging import MMLogger
-        spec = importlib.util.spec_from_file_location('topdown_demo', DEMO)
-        demo = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(demo)
+        demo = load_script(Path(DEMO).relative_to(REPO))
         out, err, code = io.StringIO(), io.StringIO(), 0
         log = logging.StreamHandler(err)
         logger = MMLogger.get_current_instance()

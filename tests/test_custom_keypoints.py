@@ -2,7 +2,6 @@
 configs/custom/, and reinit_mismatched (a checkpoint of another keypoint set keeps its
 backbone and decoder, only the final layer starts afresh, everything else stays strict)."""
 import copy
-import importlib.util
 import json
 import logging
 import os.path as osp
@@ -21,7 +20,16 @@ from mmengine.runner.checkpoint import load_checkpoint
 from mmpose.datasets.datasets.utils import parse_pose_metainfo
 from mmpose.registry import MODELS
 
-from helpers import CONFIGS, DEMO, MIM, REPO, SHARED_DATA, TINY_ARCH, last_metrics, tiny_config
+from helpers import (
+    CONFIGS,
+    DEMO,
+    MIM,
+    SHARED_DATA,
+    TINY_ARCH,
+    last_metrics,
+    load_script,
+    tiny_config,
+)
 from vitpose_plugin.checkpoint import to_plugin_layout
 from vitpose_plugin.checkpoint.hf_vitpose import to_transformers, transformers_config
 from vitpose_plugin.models.pose_estimators.strict_topdown import CheckpointMismatchError
@@ -33,11 +41,7 @@ MMPOSE_DATASETS = osp.join(osp.dirname(parse_pose_metainfo.__code__.co_filename)
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('make_metainfo',
-                                                  REPO / 'tools' / 'make_metainfo.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/make_metainfo.py')
 
 
 make_metainfo = _tool()

@@ -2,7 +2,6 @@
 
 The token is learned at the student's width (32) in a wider teacher (64), which receives
 it through a fixed map; the student receives it unchanged."""
-import importlib.util
 import logging
 import subprocess
 import uuid
@@ -21,6 +20,7 @@ from helpers import (
     CONFIGS,
     REPO,
     lifecycle,
+    load_script,
     mim_train,
     resume_after_sigkill_matches,
     shared_coco_options,
@@ -102,11 +102,7 @@ def test_stage1_trains_only_the_token(coco_dir, tmp_path):
 
 
 def extract_token_tool():
-    spec = importlib.util.spec_from_file_location(
-        'extract_knowledge_token', REPO / 'tools' / 'extract_knowledge_token.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/extract_knowledge_token.py')
 
 
 def test_student_receives_the_token_stage1_learned(tmp_path):

@@ -10,7 +10,7 @@ import torch
 from mmengine.registry import init_default_scope
 from mmpose.apis import inference_topdown, init_model
 
-from helpers import REPO, SHARED_DATA, tiny_config
+from helpers import REPO, SHARED_DATA, load_script, tiny_config
 from vitpose_plugin.deploy import (
     OnnxRuntimeBackbone,
     fold_batchnorm,
@@ -60,12 +60,7 @@ def test_int8_without_calibration_data_is_a_clear_error():
 
 
 def load_demo():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('topdown_demo',
-                                                  REPO / 'demo' / 'topdown_demo.py')
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    return demo
+    return load_script('demo/topdown_demo.py')
 
 
 def test_calibrate_tool_writes_an_int8_graph_the_demo_takes(coco_dir, tmp_path, tiny_models):
