@@ -1,9 +1,16 @@
 """Fixtures shared by the test modules (helper functions live in helpers.py)."""
+import os
+
 import pytest
 import torch
 from mmengine.config import Config
 
 from helpers import CONFIGS, SHARED_DATA, mim_train, tiny_config
+
+# The ViTPose configs train in bf16 on CPUs with AMX (CPUMixedPrecisionHook): the suite
+# trains in fp32 on every CPU, so that results do not depend on the machine; the hook's
+# choice is tested in test_mixed_precision.py
+os.environ.setdefault('VITPOSE_CPU_TRAIN_DTYPE', 'float32')
 
 SANITY = CONFIGS / 'vitpose' / 'sanity' / 'td-hm_vitpose-tiny_1xb12-150it_shared-coco-256x192.py'
 

@@ -1,9 +1,13 @@
-"""MixedPrecisionOptimWrapper on the CPU: bf16 forced, fp32, or picked from the CPU."""
+"""MixedPrecisionOptimWrapper and CPUMixedPrecisionHook on the CPU: bf16 forced, fp32,
+or picked from the CPU."""
+from types import SimpleNamespace
+
 import pytest
 import torch
+from mmengine.optim import OptimWrapper
 
-from vitpose_plugin.deploy.auto import BF16_UNITS, cpu_flags
-from vitpose_plugin.engine import MixedPrecisionOptimWrapper
+from vitpose_plugin.deploy.auto import BF16_FAST, cpu_flags
+from vitpose_plugin.engine import CPUMixedPrecisionHook, MixedPrecisionOptimWrapper, mixed_precision
 from vitpose_plugin.engine.mixed_precision import training_dtype
 
 
@@ -29,7 +33,57 @@ def test_bf16_and_fp32_steps_on_the_cpu():
             torch.nn.Linear(2, 2).parameters(), lr=0.1))
 
 
-def test_auto_trains_in_bf16_only_where_the_cpu_has_bf16_units():
-    units = any(f in cpu_flags() for f in BF16_UNITS)
+def test_auto_trains_in_bf16_only_where_the_cpu_has_amx():
+    units = any(f in cpu_flags() for f in BF16_FAST)
     assert training_dtype('cpu') == ('bfloat16' if units else 'float32')
     assert step_dtype('auto') == (torch.bfloat16 if units else torch.float32)
+
+
+def hooked_step_dtype(wrapper, hook):
+    """The dtype a linear layer computes in inside ``wrapper``'s context after ``hook``
+    ran before training, and whether the fp32 weights took an update."""
+    layer = wrapper.layer
+    before = layer.weight.detach().clone()
+    hook.before_train(SimpleNamespace(optim_wrapper=wrapper))
+    with wrapper.optim_context(layer):
+        out = layer(torch.randn(4, 8))
+    wrapper.update_params(out.float().square().mean())
+    assert layer.weight.dtype == torch.float32 and not torch.equal(layer.weight, before)
+    assert not torch.is_autocast_enabled('cpu')  # the context closed its autocast
+    return out.dtype
+
+
+def plain_wrapper(kind=OptimWrapper):
+    layer = torch.nn.Linear(8, 8)
+    wrapper = kind(optimizer=torch.optim.SGD(layer.parameters(), lr=0.1))
+    wrapper.layer = layer
+    return wrapper
+
+
+@pytest.mark.parametrize('flags,env,want', [
+    (('amx_bf16', 'avx512_bf16'), None, torch.bfloat16),  # auto on an AMX CPU
+    (('avx512_bf16', ), None, torch.float32),  # bf16 dot products only: slower, fp32
+    ((), None, torch.float32),
+    (('amx_bf16', ), 'float32', torch.float32),  # the environment turns it off
+    ((), 'bfloat16', torch.bfloat16),  # or forces it (emulated without units)
+])
+def test_hook_gives_a_plain_wrapper_bf16_on_amx_cpus(monkeypatch, flags, env, want):
+    monkeypatch.setattr(mixed_precision, 'cpu_flags', lambda: list(flags))
+    monkeypatch.delenv(mixed_precision.CPU_DTYPE_ENV, raising=False)
+    if env:
+        monkeypatch.setenv(mixed_precision.CPU_DTYPE_ENV, env)
+    assert hooked_step_dtype(plain_wrapper(), CPUMixedPrecisionHook()) == want
+
+
+def test_hook_leaves_other_wrappers_and_refuses_unknown_dtypes(monkeypatch):
+    monkeypatch.setattr(mixed_precision, 'cpu_flags', lambda: ['amx_bf16'])
+    monkeypatch.delenv(mixed_precision.CPU_DTYPE_ENV, raising=False)
+    fp32 = plain_wrapper(lambda optimizer: MixedPrecisionOptimWrapper(
+        dtype='float32', optimizer=optimizer))  # a wrapper chosen by the config
+    assert hooked_step_dtype(fp32, CPUMixedPrecisionHook('bfloat16')) == torch.float32
+    assert hooked_step_dtype(plain_wrapper(), CPUMixedPrecisionHook('float32')) == torch.float32
+    with pytest.raises(ValueError, match="dtype='fp16', expected one of auto, bfloat16"):
+        CPUMixedPrecisionHook('fp16')
+    monkeypatch.setenv(mixed_precision.CPU_DTYPE_ENV, 'bf16')
+    with pytest.raises(ValueError, match="VITPOSE_CPU_TRAIN_DTYPE='bf16'"):
+        CPUMixedPrecisionHook().before_train(SimpleNamespace(optim_wrapper=plain_wrapper()))

@@ -12,14 +12,21 @@ the GPU has no bf16 units) and on CPUs with AMX (``amx_bf16``); on other CPUs, w
 bf16 matmuls run slower than fp32 (AVX512-BF16 without AMX) or are emulated, it trains in
 fp32 and logs what it picked. ``dtype='bfloat16'`` (the default) forces bf16
 everywhere. The parameters, gradients and optimiser state stay fp32 throughout.
+
+The ViTPose configs keep MMPose's plain ``OptimWrapper`` (so that ``--amp`` still selects
+``AmpOptimWrapper`` on GPUs) and add :class:`CPUMixedPrecisionHook`, which gives that
+wrapper bf16 autocast on CPUs with AMX: the CPU default where bf16 units pay.
 """
+import os
 from contextlib import contextmanager
 
 import torch
 from mmengine.device import get_device
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
+from mmpose.registry import HOOKS
 
 from vitpose_plugin.deploy.auto import BF16_FAST, cpu_flags
 
@@ -95,3 +102,62 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
         with OptimWrapper.optim_context(self, model), \
                 torch.autocast(device_type='cpu', dtype=torch.bfloat16, enabled=not self.plain):
             yield
+
+
+CPU_DTYPE_ENV = 'VITPOSE_CPU_TRAIN_DTYPE'
+CPU_DTYPES = ('auto', 'bfloat16', 'float32')
+
+
+@HOOKS.register_module()
+class CPUMixedPrecisionHook(Hook):
+    """bf16 autocast for a plain ``OptimWrapper`` training on a CPU.
+
+    Before training, when the runner trains on a CPU with MMEngine's plain
+    ``OptimWrapper``, its ``optim_context`` (the forward and loss) runs under bf16
+    autocast: the same step as ``MixedPrecisionOptimWrapper`` on a CPU (fp32 weights,
+    gradients and optimiser state, no loss scaling), and the same checkpoints. Other
+    wrappers (``--amp``'s ``AmpOptimWrapper``, ``MixedPrecisionOptimWrapper``) and GPUs
+    are left as they are; validation runs in fp32.
+
+    Args:
+        dtype: ``'auto'``: bf16 on CPUs with AMX, fp32 elsewhere (what it picked is
+            logged); ``'bfloat16'``: bf16 on any CPU (emulated, slow, without bf16
+            units); ``'float32'``: off. The environment variable
+            ``VITPOSE_CPU_TRAIN_DTYPE``, when set, overrides it (e.g. ``float32`` to
+            train a config in fp32 without editing it).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, dtype: str = 'auto'):
+        self.dtype = self._checked(dtype, 'dtype')
+
+    @staticmethod
+    def _checked(dtype: str, where: str) -> str:
+        if dtype not in CPU_DTYPES:
+            raise ValueError(f'CPUMixedPrecisionHook: {where}={dtype!r}, expected one of '
+                             f'{", ".join(CPU_DTYPES)}')
+        return dtype
+
+    def before_train(self, runner) -> None:
+        dtype = self.dtype
+        if os.environ.get(CPU_DTYPE_ENV):
+            dtype = self._checked(os.environ[CPU_DTYPE_ENV], CPU_DTYPE_ENV)
+        wrapper = runner.optim_wrapper
+        if get_device() != 'cpu' or type(wrapper) is not OptimWrapper:
+            return
+        if dtype == 'auto':
+            dtype = training_dtype('cpu')
+            print_log(f'CPUMixedPrecisionHook: training in {dtype} (CPU flags: '
+                      f"{', '.join(cpu_flags()) or 'none of note'}; {CPU_DTYPE_ENV}="
+                      'float32 or bfloat16 forces one)', logger='current')
+        if dtype != 'bfloat16':
+            return
+        plain = wrapper.optim_context
+
+        @contextmanager
+        def bf16_context(model: torch.nn.Module):
+            with plain(model), torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+                yield
+
+        wrapper.optim_context = bf16_context

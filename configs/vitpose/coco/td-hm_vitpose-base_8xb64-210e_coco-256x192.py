@@ -5,8 +5,11 @@ _base_ = ['mmpose::_base_/default_runtime.py']
 
 custom_imports = dict(imports=['vitpose_plugin'], allow_failed_imports=False)
 # SyncBuffersHook as in MMPose's runtime; ResumableRandomnessHook makes --resume draw the
-# same dropout / drop-path masks as a run that never stopped
-custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ResumableRandomnessHook')]
+# same dropout / drop-path masks as a run that never stopped; CPUMixedPrecisionHook trains
+# in bf16 autocast on CPUs with AMX (fp32 elsewhere, and on GPUs unless --amp;
+# VITPOSE_CPU_TRAIN_DTYPE=float32 turns it off)
+custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ResumableRandomnessHook'),
+                dict(type='CPUMixedPrecisionHook', dtype='auto')]
 
 # runtime
 train_cfg = dict(max_epochs=210, val_interval=10)
