@@ -10,19 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import DEMO, uncompiled
+from helpers import load_script, uncompiled
 from vitpose_plugin.apis.topdown_pipeline import TopdownPipeline
 
-
-def _load_demo():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('topdown_demo', DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_demo()  # demo/topdown_demo.py, run in-process
+demo = load_script('demo/topdown_demo.py')  # run in-process
 
 
 def make_video(path, frames, size=(96, 64), fourcc='mp4v'):

@@ -104,14 +104,10 @@ def test_int8_session_runs_operators_in_sequence_on_torchs_threads(tmp_path):
 
 
 def test_int8_tools_share_one_calibration_default_and_check(tmp_path):
-    import importlib.util
-
     from vitpose_plugin.deploy.int8 import DEFAULT_CALIBRATION
     defaults = []
     for tool in ('calibrate_int8', 'export_onnx'):
-        spec = importlib.util.spec_from_file_location(tool, REPO / 'tools' / f'{tool}.py')
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_script(f'tools/{tool}.py')
         args = module.parse_args(['c.py', 'w.pth', str(tmp_path / 'o.onnx')])
         defaults.append((args.calibration, args.num, args.method))
         # checked before any model is read (c.py and w.pth do not exist either)

@@ -81,12 +81,18 @@ class _Fp32Forward:
 
 
 def prediction_layers(head: torch.nn.Module) -> Optional[List[torch.nn.Module]]:
-    """The last layers of an RTMDet head (class scores, box distances, objectness per
-    level), or None for a head of another kind."""
+    """The last layers of an RTMDet head (class scores, box distances, objectness; per
+    level or shared by the levels), or None for a head of another kind."""
     if not (hasattr(head, 'rtm_cls') and hasattr(head, 'rtm_reg')):
         return None
-    names = ('rtm_cls', 'rtm_reg', 'rtm_obj')
-    return [m for n in names for m in getattr(head, n, ())]
+    layers = []
+    for name in ('rtm_cls', 'rtm_reg', 'rtm_obj'):
+        layer = getattr(head, name, None)  # one per level (RTMDetSepBNHead) or shared
+        if isinstance(layer, torch.nn.ModuleList):
+            layers += list(layer)
+        elif isinstance(layer, torch.nn.Module):
+            layers.append(layer)
+    return layers
 
 
 def set_detector_precision(detector, precision: str, compile: bool = False):

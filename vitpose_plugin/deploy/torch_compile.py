@@ -77,12 +77,18 @@ def _batch(value):
     return None
 
 
+_CHECKED = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
 def _finite(value) -> bool:
-    """Whether every floating-point tensor in ``value`` (tensors, tuples, lists) is finite."""
+    """Whether every floating-point tensor in ``value`` (tensors, tuples, lists, dicts)
+    is finite (types ``isfinite`` does not take, such as float8, count as finite)."""
     if isinstance(value, torch.Tensor):
-        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+        return value.dtype not in _CHECKED or bool(torch.isfinite(value).all())
     if isinstance(value, (tuple, list)):
         return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
     return True
 
 
@@ -189,7 +195,7 @@ class CompiledForward:
         batch = _batch(args[0]) if args else None
         if (self.module.training or torch.is_grad_enabled() or self.error is not None
                 or not batch or any(m.keep_attention for m in self._recorders)
-                or not _finite(args)):
+                or not _finite((args, kwargs))):
             return self.eager(*args, **kwargs)
         sizes = chunks(batch)
         if len(sizes) == 1:

@@ -17,6 +17,7 @@ The ViTPose configs keep MMPose's plain ``OptimWrapper`` (so that ``--amp`` stil
 ``AmpOptimWrapper`` on GPUs) and add :class:`CPUMixedPrecisionHook`, which gives that
 wrapper bf16 autocast on CPUs with AMX: the CPU default where bf16 units pay.
 """
+import logging
 import os
 from contextlib import contextmanager
 
@@ -140,17 +141,23 @@ class CPUMixedPrecisionHook(Hook):
         return dtype
 
     def before_train(self, runner) -> None:
-        dtype = self.dtype
-        if os.environ.get(CPU_DTYPE_ENV):
-            dtype = self._checked(os.environ[CPU_DTYPE_ENV], CPU_DTYPE_ENV)
-        wrapper = runner.optim_wrapper
-        if get_device() != 'cpu' or type(wrapper) is not OptimWrapper:
+        dtype, why = self.dtype, 'the hook\'s dtype'
+        forced = os.environ.get(CPU_DTYPE_ENV)
+        if forced:
+            dtype, why = self._checked(forced, CPU_DTYPE_ENV), f'{CPU_DTYPE_ENV}={forced}'
+        wrapper, device = runner.optim_wrapper, get_device()
+        if device != 'cpu' or type(wrapper) is not OptimWrapper:
+            if dtype != 'auto':  # asked for, and not done: say so
+                print_log(f'CPUMixedPrecisionHook: {why} has no effect: it acts on a plain '
+                          f'OptimWrapper training on a CPU, this run has '
+                          f'{type(wrapper).__name__} on {device}', logger='current',
+                          level=logging.WARNING)
             return
         if dtype == 'auto':
             dtype = training_dtype('cpu')
-            print_log(f'CPUMixedPrecisionHook: training in {dtype} (CPU flags: '
-                      f"{', '.join(cpu_flags()) or 'none of note'}; {CPU_DTYPE_ENV}="
-                      'float32 or bfloat16 forces one)', logger='current')
+            why = f"auto; CPU flags: {', '.join(cpu_flags()) or 'none of note'}"
+        print_log(f'CPUMixedPrecisionHook: training in {dtype} ({why}; '
+                  f'{CPU_DTYPE_ENV}=float32 or bfloat16 forces one)', logger='current')
         if dtype != 'bfloat16':
             return
         plain = wrapper.optim_context
