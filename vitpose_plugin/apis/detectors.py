@@ -119,10 +119,8 @@ def set_detector_precision(detector, precision: str, compile: bool = False):
     )
     for h in getattr(detector, '_vitpose_precision_hooks', []):
         h.remove()
-    restore_eager(detector)
+    restore_eager(detector)  # the head too, where it was compiled
     head = getattr(detector, 'bbox_head', None)
-    if head is not None and isinstance(head.__dict__.get('forward'), CompiledForward):
-        del head.forward
     handles = []
     dtypes = {'bf16': torch.bfloat16, 'fp16': torch.float16}
     if precision in dtypes:

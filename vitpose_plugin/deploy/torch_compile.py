@@ -239,9 +239,11 @@ def compile_inference(model: nn.Module, strict: bool = False) -> Callable[[], No
 
 
 def restore_eager(model: nn.Module) -> None:
-    """Give back the modules' own forwards; the compiled graphs (and the packed weights
-    they hold) go with the last reference to them."""
-    for module in _parts(model).values():
+    """Give back the own forward of every module of ``model`` that runs compiled (the
+    parts :func:`compile_inference` compiles, or any other, e.g. a detector's head); the
+    compiled graphs (and the packed weights they hold) go with the last reference to
+    them."""
+    for module in model.modules():
         if isinstance(module.__dict__.get('forward'), CompiledForward):
             del module.forward
 
